@@ -1,0 +1,95 @@
+"""The `deploybot` command (also `python -m bot`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bot.config import ConfigError, load_config
+from bot.errors import DeployError
+from bot.i18n import t
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deploybot", description="Slack chat-ops deploy bot")
+    parser.add_argument("--config", help="TOML config (default $DEPLOYBOT_CONFIG or ./deploybot.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the bot (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+
+    console = commands.add_parser("console", help="the whole bot in a terminal, without Slack")
+    console.add_argument("--user", default=None, help="Slack user id or name to act as (default: first admin)")
+    console.add_argument("--script", help="read commands from this file instead of stdin")
+    console.add_argument("--no-color", action="store_true")
+
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+
+    commands.add_parser("cleanup", help="run the retention job once and print what it changed")
+
+    deploy = commands.add_parser("deploy", help="run one deploy here and stream its log")
+    deploy.add_argument("environment")
+    deploy.add_argument("branch", nargs="?")
+    deploy.add_argument("--user", default="cli")
+    deploy.add_argument("--description", default="")
+    deploy.add_argument("--skip-build", action="store_true")
+    deploy.add_argument("--skip-migrations", action="store_true")
+
+    rollback = commands.add_parser("rollback", help="roll back to an earlier successful deploy")
+    rollback.add_argument("deploy_id", type=int)
+    rollback.add_argument("--user", default="cli")
+    rollback.add_argument("--reason", default="")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"deploybot: config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run(args, config))
+    except KeyboardInterrupt:
+        return 130
+    except DeployError as exc:
+        print(f"deploybot: {exc.message(config.locale)}", file=sys.stderr)
+        return 1
+
+
+async def _run(args: argparse.Namespace, config) -> int:
+    from bot import cli
+
+    match args.command:
+        case "db":
+            return await cli.db_upgrade(config)
+        case "cleanup":
+            return await cli.cleanup(config)
+        case "deploy":
+            return await cli.deploy(config, args)
+        case "rollback":
+            return await cli.rollback(config, args)
+        case "serve":
+            from bot.server import serve
+
+            return await serve(config, args.host, args.port)
+        case "console":
+            from bot.console import run_console
+
+            return await run_console(config, args)
+    print(t(config.locale, "error.generic"), file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Composition root: config -> database -> service -> scheduler -> web server (REST, health, Slack)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from bot.config import Config
+from bot.scheduler import Scheduler
+from bot.service import DeployService
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    db: Database
+    service: DeployService
+    scheduler: Scheduler
+    extras: list = field(default_factory=list)
+
+    async def close(self) -> None:
+        self.scheduler.shutdown()
+        await self.service.close()
+        await self.db.dispose()
+
+
+async def start_runtime(config: Config, *, base_env: dict[str, str] | None = None) -> Runtime:
+    """Open the database (migrating an empty one), end what a dead bot left running, start jobs."""
+    db = Database(config.database_url)
+    service = DeployService(config, db, base_env=base_env)
+    await service.start()
+    scheduler = Scheduler(config, service)
+    scheduler.start()
+    return Runtime(config, db, service, scheduler)
+
+
+def create_web_app(runtime: Runtime) -> web.Application:
+    """The aiohttp application: REST API and health; the Slack endpoint is added by the Slack app."""
+    from handlers.rest import register_routes
+
+    app = web.Application(client_max_size=1024 * 1024)
+    register_routes(app, runtime.service, runtime.config)
+    return app

@@ -1,0 +1,80 @@
+"""Errors a user can cause. Each carries a catalogue key and its parameters, so the same refusal is
+rendered in the user's language in Slack and mapped to an HTTP status by the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.i18n import t
+
+
+class DeployError(Exception):
+    code = "deploy_error"
+    key = "error.generic"
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        super().__init__(self.message("en"))
+
+    def message(self, locale: str) -> str:
+        return t(locale, self.key, **self.params)
+
+
+class InvalidInput(DeployError):
+    code = "invalid_input"
+    key = "error.invalid_input"
+
+
+class UnknownEnvironment(DeployError):
+    code = "unknown_environment"
+    key = "error.unknown_environment"
+
+
+class InvalidBranch(DeployError):
+    code = "invalid_branch"
+    key = "error.invalid_branch"
+
+
+class UnknownBranch(DeployError):
+    code = "unknown_branch"
+    key = "error.unknown_branch"
+
+
+class DescriptionTooLong(DeployError):
+    code = "description_too_long"
+    key = "error.description_too_long"
+
+
+class EnvironmentBusy(DeployError):
+    code = "environment_busy"
+    key = "error.environment_busy"
+
+
+class DeployNotFound(DeployError):
+    code = "deploy_not_found"
+    key = "error.deploy_not_found"
+
+
+class DeployFinished(DeployError):
+    code = "deploy_finished"
+    key = "error.deploy_finished"
+
+
+class RollbackNotEligible(DeployError):
+    code = "rollback_not_eligible"
+    key = "error.rollback_not_eligible"
+
+
+class CommitMissing(DeployError):
+    code = "commit_missing"
+    key = "error.commit_missing"
+
+
+class RepoUnavailable(DeployError):
+    code = "repo_unavailable"
+    key = "error.repo_unavailable"
+
+
+class NotAdmin(DeployError):
+    code = "not_admin"
+    key = "error.not_admin"

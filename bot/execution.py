@@ -1,0 +1,176 @@
+"""One deploy from `pending` to its final state: the bridge between the script runner and storage.
+
+It receives the runner's events, appends the log in chunks (at least every second, and at once when
+a megabyte has piled up, so memory stays flat however much a script prints), records steps and the
+reported commit, writes the final state, and tells the service's observers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from bot.i18n import t
+from bot.progress import Step
+from bot.runner import Outcome, RunResult, RunSpec, ScriptRun, script_environment
+from storage import repository as repo
+from storage.models import Deploy, Status, utcnow
+
+if TYPE_CHECKING:
+    from bot.config import Environment
+    from bot.service import DeployService
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1024 * 1024
+HIGH_WATER = 8 * CHUNK_SIZE  # past this the pipe waits for storage: back-pressure, not memory
+FLUSH_SECONDS = 1.0
+
+
+class DeployExecution:
+    def __init__(self, service: DeployService, deploy: Deploy, env: Environment, base_env: dict[str, str]):
+        self.service = service
+        self.deploy_id = deploy.id
+        self.locale = service.locale
+        self.cancelled_by: str | None = None
+        self.interrupted = False  # the bot is shutting down under this deploy
+        self.current_step: Step | None = None
+        self._buffer = bytearray()
+        self._offset = 0
+        self._flushing: asyncio.Task | None = None
+        deploy_vars = {
+            "DEPLOY_ID": str(deploy.id),
+            "DEPLOY_ENVIRONMENT": deploy.environment,
+            "DEPLOY_BRANCH": deploy.branch,
+            "DEPLOY_COMMIT": deploy.commit_hash or "",
+            "DEPLOY_USER": deploy.deployed_by,
+            "DEPLOY_DESCRIPTION": deploy.description or "",
+            "DEPLOY_ROLLBACK_OF": str(deploy.rollback_of or ""),
+            "SKIP_BUILD": "1" if deploy.skip_build else "0",
+            "SKIP_MIGRATIONS": "1" if deploy.skip_migrations else "0",
+        }
+        spec = RunSpec(
+            argv=[str(env.script), *env.args],
+            cwd=env.cwd,
+            env=script_environment(base_env, deploy_vars),
+            timeout=env.timeout_seconds,
+            grace=service.config.bot.cancel_grace_seconds,
+            step_pattern=env.step_pattern,
+        )
+        self.timeout_minutes = env.timeout_minutes
+        self.run = ScriptRun(spec, self)
+
+    def cancel(self, user: str) -> None:
+        self.cancelled_by = self.cancelled_by or user
+        self.run.cancel()
+
+    async def execute(self) -> None:
+        ticker = asyncio.create_task(self._tick())
+        try:
+            result = await self.run.execute()
+        except Exception as exc:  # a bug or a storage outage must still end the deploy
+            log.exception("deploy #%s crashed", self.deploy_id)
+            result = RunResult(Outcome.FAILED, detail=str(exc))
+        finally:
+            ticker.cancel()
+        await self._drain()
+        await self._finish(result)
+
+    # --- RunEvents ---------------------------------------------------------------------------
+
+    async def started(self, pid: int) -> None:
+        async with self.service.db.session() as session:
+            moved = await repo.transition(session, self.deploy_id, Status.RUNNING, started_at=utcnow())
+        if not moved:  # cancelled or reaped while pending
+            self.run.cancel()
+            return
+        await self.service.emit_started(self.deploy_id)
+
+    async def output(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= CHUNK_SIZE:
+            self._kick()
+            if len(self._buffer) >= HIGH_WATER:
+                await asyncio.shield(self._flushing)
+
+    async def step(self, step: Step) -> None:
+        previous, self.current_step = self.current_step, step
+        async with self.service.db.session() as session:
+            await repo.update_deploy(
+                session,
+                self.deploy_id,
+                step_current=step.number,
+                step_total=step.total,
+                step_title=step.title,
+            )
+        await self.service.emit_step(self.deploy_id, step, previous)
+
+    async def commit(self, sha: str) -> None:
+        async with self.service.db.session() as session:
+            await repo.update_deploy(session, self.deploy_id, commit_hash=sha)
+
+    # --- log storage -------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._buffer:
+            data = bytes(self._buffer[:CHUNK_SIZE])
+            try:
+                async with self.service.db.session() as session:
+                    await repo.append_log(session, self.deploy_id, self._offset, data)
+            except Exception:
+                log.exception("deploy #%s: storing %d log bytes failed; retrying", self.deploy_id, len(data))
+                await asyncio.sleep(1.0)
+                continue
+            del self._buffer[: len(data)]
+            self._offset += len(data)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self._kick()
+
+    async def _drain(self) -> None:
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+        await self._flush()
+
+    # --- the end -----------------------------------------------------------------------------
+
+    async def _finish(self, result: RunResult) -> None:
+        status, message, fields = self._final_state(result)
+        async with self.service.db.session() as session:
+            moved = await repo.transition(
+                session, self.deploy_id, status, error_message=message, exit_code=result.exit_code, **fields
+            )
+        if moved:
+            await self.service.emit_finished(self.deploy_id, tuple(result.tail))
+
+    def _final_state(self, result: RunResult) -> tuple[Status, str | None, dict]:
+        locale = self.locale
+        if self.interrupted:
+            return Status.FAILED, t(locale, "outcome.interrupted"), {}
+        match result.outcome:
+            case Outcome.SUCCESS:
+                return Status.SUCCESS, None, {}
+            case Outcome.CANCELLED:
+                user = self.cancelled_by or "?"
+                return Status.CANCELLED, t(locale, "outcome.cancelled", user=user), {"cancelled_by": user}
+            case Outcome.TIMEOUT:
+                minutes = f"{self.timeout_minutes:g}"
+                return Status.FAILED, t(locale, "outcome.timeout", minutes=minutes), {}
+            case Outcome.SPAWN_FAILED:
+                return Status.FAILED, t(locale, "outcome.spawn_failed", detail=result.detail), {}
+            case _:
+                if result.exit_code is None:
+                    return Status.FAILED, result.detail or t(locale, "error.generic"), {}
+                message = t(locale, "outcome.exit_code", code=result.exit_code)
+                if result.error_line:
+                    message = f"{message}: {result.error_line}"
+                return Status.FAILED, message, {}

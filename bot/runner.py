@@ -1,0 +1,175 @@
+"""The deploy script as a subprocess: started, streamed, timed out, cancelled, cleaned up.
+
+Only this module starts deploy scripts. A script runs from its argv (no shell) in a new session, so
+it and everything it starts form one process group that can be stopped as a whole: SIGTERM first,
+SIGKILL after a grace period. When the script exits, whatever it left behind in its group is killed;
+a service a script starts must detach with `setsid`, as a service manager would expect.
+
+The runner knows nothing of storage or Slack: it reports through `RunEvents`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from bot.progress import CommitReported, OutputScanner, Step
+
+READ_SIZE = 256 * 1024
+DRAIN_SECONDS = 2.0
+SECRET_PREFIXES = ("SLACK_", "DEPLOYBOT_")
+SECRET_NAMES = frozenset({"DATABASE_URL", "TEST_DATABASE_URL", "PGPASSWORD"})
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    SPAWN_FAILED = "spawn_failed"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    argv: Sequence[str]
+    cwd: Path
+    env: Mapping[str, str]
+    timeout: float
+    grace: float = 10.0
+    step_pattern: str | None = None
+
+
+@dataclass
+class RunResult:
+    outcome: Outcome
+    exit_code: int | None = None
+    error_line: str = ""
+    tail: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+class RunEvents(Protocol):
+    async def started(self, pid: int) -> None: ...
+    async def output(self, data: bytes) -> None: ...
+    async def step(self, step: Step) -> None: ...
+    async def commit(self, sha: str) -> None: ...
+
+
+def script_environment(base: Mapping[str, str], deploy_vars: Mapping[str, str]) -> dict[str, str]:
+    """The bot's environment without its secrets, plus the deploy's own variables."""
+    env = {
+        key: value
+        for key, value in base.items()
+        if not key.startswith(SECRET_PREFIXES) and key not in SECRET_NAMES
+    }
+    env.update(deploy_vars)
+    return env
+
+
+class ScriptRun:
+    """One execution of one deploy script. `execute()` runs it to the end; `cancel()` may be called
+    at any time, from any task, any number of times."""
+
+    def __init__(self, spec: RunSpec, events: RunEvents) -> None:
+        self.spec = spec
+        self.events = events
+        self.scanner = OutputScanner(spec.step_pattern)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._cancel_requested = False
+        self._timed_out = False
+        self._stopping: asyncio.Task | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        if self._proc is not None and self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_group())
+
+    async def execute(self) -> RunResult:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.spec.argv,
+                cwd=self.spec.cwd,
+                env=dict(self.spec.env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return RunResult(Outcome.SPAWN_FAILED, detail=f"{self.spec.argv[0]}: {exc.strerror or exc}")
+
+        proc = self._proc
+        pump = asyncio.create_task(self._pump(proc.stdout))
+        try:
+            await self.events.started(proc.pid)
+            if self._cancel_requested:
+                self.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), self.spec.timeout)
+            except TimeoutError:
+                self._timed_out = True
+                await self._stop_group()
+        finally:
+            # The script is gone (or we are being torn down): nothing of its group may outlive it.
+            _signal_group(proc.pid, signal.SIGKILL)
+            if proc.returncode is None:
+                await proc.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pump), DRAIN_SECONDS)
+            if not pump.done():
+                pump.cancel()
+            if self._stopping is not None:
+                self._stopping.cancel()
+        for event in self.scanner.finish():
+            await self._report(event)
+        return self._result(proc.returncode)
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        while data := await stream.read(READ_SIZE):
+            await self.events.output(data)
+            for event in self.scanner.feed(data):
+                await self._report(event)
+
+    async def _report(self, event: Step | CommitReported) -> None:
+        if isinstance(event, CommitReported):
+            await self.events.commit(event.sha)
+        else:
+            await self.events.step(event)
+
+    async def _stop_group(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), self.spec.grace)
+        except TimeoutError:
+            _signal_group(proc.pid, signal.SIGKILL)
+
+    def _result(self, code: int | None) -> RunResult:
+        tail = list(self.scanner.tail)
+        if self._timed_out:
+            outcome = Outcome.TIMEOUT
+        elif self._cancel_requested and code != 0:
+            outcome = Outcome.CANCELLED
+        elif code == 0:
+            outcome = Outcome.SUCCESS
+        else:
+            outcome = Outcome.FAILED
+        return RunResult(outcome, code, self.scanner.last_error, tail)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -1,0 +1,430 @@
+"""The deploy service: every action on deploys, whoever asks (Slack, the REST API, the console, the CLI).
+
+Input is checked here, before anything is written or started: a refusal is a `DeployError` and
+leaves no row and no process behind. Deploys run as tasks of this process; their heartbeat proves
+they are alive, and the reaper ends those whose owner stopped proving it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from bot import git
+from bot.config import Config, Environment
+from bot.errors import (
+    CommitMissing,
+    DeployFinished,
+    DeployNotFound,
+    DescriptionTooLong,
+    EnvironmentBusy,
+    InvalidInput,
+    RepoUnavailable,
+    RollbackNotEligible,
+    UnknownBranch,
+    UnknownEnvironment,
+)
+from bot.events import DeployCreated, DeployEvent, DeployStarted, Observer, StepChanged
+from bot.events import DeployFinished as Finished
+from bot.execution import DeployExecution
+from bot.i18n import Text, t
+from bot.progress import Step, estimate_seconds
+from storage import repository as repo
+from storage.db import Database
+from storage.models import Deploy, Status, utcnow
+from storage.repository import LogSlice, Page
+
+log = logging.getLogger(__name__)
+
+MAX_DESCRIPTION = 2000
+MAX_PAGE_SIZE = 100
+MAX_LOG_READ = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LogView:
+    deploy: Deploy
+    data: bytes
+    offset: int
+    next_offset: int
+    complete: bool
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    logs_cleared: int
+    records_deleted: int
+
+
+class DeployService:
+    def __init__(self, config: Config, db: Database, *, base_env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.db = db
+        self.locale = config.locale
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._observers: list[Observer] = []
+        self._executions: dict[int, DeployExecution] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._heartbeat_task: asyncio.Task | None = None
+
+    # --- lifecycle of the service itself -------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    async def start(self) -> None:
+        """Prepare the schema if the database is empty, end deploys a dead bot left behind,
+        and start the heartbeat of this process's deploys."""
+        await self.db.ensure_schema()
+        await self.reap()
+        if self._heartbeat_task is None:
+            self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+
+    async def close(self) -> None:
+        """Stop: scripts still running are stopped and their deploys end as interrupted."""
+        if self._heartbeat_task:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
+        for execution in list(self._executions.values()):
+            execution.interrupted = True
+            execution.run.cancel()
+        await self.wait_idle()
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    @property
+    def running_ids(self) -> list[int]:
+        return list(self._executions)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def resolve_environment(self, name: str | None) -> Environment:
+        env = self.config.environment(name or "")
+        if env is None:
+            raise UnknownEnvironment(name=(name or "")[:64], choices=", ".join(self.config.environments))
+        return env
+
+    async def trigger(
+        self,
+        environment: str,
+        branch: str | None = None,
+        *,
+        user: str,
+        description: str = "",
+        skip_build: bool = False,
+        skip_migrations: bool = False,
+        source: str = "slack",
+        channel: str | None = None,
+        request_key: str | None = None,
+        _commit: str | None = None,
+        _rollback_of: int | None = None,
+    ) -> Deploy:
+        """Start a deploy. With a `request_key` seen before, returns that deploy instead."""
+        env = self.resolve_environment(environment)
+        branch = git.check_branch((branch or env.default_branch).strip())
+        description = (description or "").strip()
+        if len(description) > MAX_DESCRIPTION:
+            raise DescriptionTooLong(length=len(description), limit=MAX_DESCRIPTION)
+        if request_key and (seen := await self._by_request_key(request_key)):
+            return seen
+        await self._refuse_if_busy(env)
+        commit = _commit or await self._resolve_commit(env, branch)
+        try:
+            async with self.db.session() as session:
+                deploy = await repo.insert_deploy(
+                    session,
+                    environment=env.name,
+                    branch=branch,
+                    commit_hash=commit,
+                    deployed_by=user,
+                    description=description,
+                    skip_build=skip_build,
+                    skip_migrations=skip_migrations,
+                    source=source,
+                    slack_channel=channel,
+                    request_key=request_key,
+                    rollback_of=_rollback_of,
+                )
+        except IntegrityError:
+            if request_key and (seen := await self._by_request_key(request_key)):
+                return seen
+            await self._refuse_if_busy(env)
+            raise
+        self._emit(DeployCreated(deploy))
+        self._launch(deploy, env)
+        return deploy
+
+    async def rollback(
+        self,
+        target_id: int,
+        *,
+        user: str,
+        reason: str = "",
+        source: str = "slack",
+        channel: str | None = None,
+        request_key: str | None = None,
+    ) -> Deploy:
+        """Deploy again the commit of an earlier successful deploy (`rollback_of` = its id)."""
+        target = await self.get(target_id)
+        env = self.resolve_environment(target.environment)
+        await self.check_rollback_target(target)
+        description = (reason or "").strip() or t(
+            self.locale, "rollback.description", deploy_id=target.id, commit=target.short_commit
+        )
+        return await self.trigger(
+            env.name,
+            target.branch,
+            user=user,
+            description=description,
+            source=source,
+            channel=channel,
+            request_key=request_key,
+            _commit=target.commit_hash,
+            _rollback_of=target.id,
+        )
+
+    async def check_rollback_target(self, target: Deploy) -> None:
+        def refuse(key: str, **params) -> RollbackNotEligible:
+            return RollbackNotEligible(deploy_id=target.id, reason=Text(key, params))
+
+        if target.state is not Status.SUCCESS:
+            raise refuse("reason.not_success", status=Text(f"status.{target.status}"))
+        if not target.commit_hash:
+            raise refuse("reason.no_commit")
+        env = self.resolve_environment(target.environment)
+        if env.repo:
+            try:
+                exists = await git.commit_exists(env.repo, target.commit_hash)
+            except git.GitError as exc:
+                raise RepoUnavailable(environment=env.name, detail=str(exc)[:300]) from None
+            if not exists:
+                raise CommitMissing(commit=target.short_commit, environment=env.name, deploy_id=target.id)
+
+    async def cancel(self, deploy_id: int, *, user: str) -> Deploy:
+        deploy = await self.get(deploy_id)
+        if deploy.state.is_finished:
+            raise DeployFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
+        async with self.db.session() as session:
+            flagged = await repo.request_cancel(session, deploy_id, user)
+        if not flagged:
+            deploy = await self.get(deploy_id)
+            raise DeployFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
+        if execution := self._executions.get(deploy_id):
+            execution.cancel(user)
+        # else another process owns it: its heartbeat picks the request up within seconds
+        return await self.get(deploy_id)
+
+    # --- queries -------------------------------------------------------------------------------
+
+    async def get(self, deploy_id: int) -> Deploy:
+        async with self.db.session() as session:
+            deploy = await repo.get_deploy(session, deploy_id)
+        if deploy is None:
+            raise DeployNotFound(deploy_id=deploy_id)
+        return deploy
+
+    async def history(
+        self,
+        environment: str | None = None,
+        status: str | None = None,
+        page: int = 1,
+        page_size: int = 20,
+    ) -> Page:
+        env = self.resolve_environment(environment).name if environment else None
+        try:
+            state = Status(status) if status else None
+        except ValueError:
+            raise InvalidInput(
+                detail=f"status: {status[:32]} ({', '.join(s.value for s in Status)})"
+            ) from None
+        if page < 1:
+            raise InvalidInput(detail="page >= 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput(detail=f"page_size 1..{MAX_PAGE_SIZE}")
+        async with self.db.session() as session:
+            return await repo.history(session, environment=env, status=state, page=page, page_size=page_size)
+
+    async def logs(self, deploy_id: int, offset: int = 0, limit: int = MAX_LOG_READ) -> LogView:
+        if offset < 0:
+            raise InvalidInput(detail="offset >= 0")
+        limit = max(1, min(limit, MAX_LOG_READ))
+        async with self.db.session() as session:
+            deploy = await repo.get_deploy(session, deploy_id)
+            if deploy is None:
+                raise DeployNotFound(deploy_id=deploy_id)
+            piece: LogSlice = await repo.read_log(session, deploy, offset, limit)
+        complete = deploy.state.is_finished and piece.next_offset >= piece.size
+        return LogView(deploy, piece.data, offset, piece.next_offset, complete)
+
+    async def iter_log(self, deploy_id: int) -> AsyncIterator[bytes]:
+        offset = 0
+        while True:
+            view = await self.logs(deploy_id, offset)
+            if view.data:
+                yield view.data
+            if not view.data or view.next_offset >= view.deploy.log_size:
+                return
+            offset = view.next_offset
+
+    async def log_tail(self, deploy_id: int, max_bytes: int = 64 * 1024) -> LogView:
+        deploy = await self.get(deploy_id)
+        size = deploy.log_size or len((deploy.logs or "").encode())
+        return await self.logs(deploy_id, max(0, size - max_bytes), max_bytes)
+
+    async def last_success(self, environment: str) -> Deploy | None:
+        async with self.db.session() as session:
+            return await repo.last_success(session, environment)
+
+    async def rollback_target_for(self, deploy: Deploy) -> Deploy | None:
+        """The version that was live before `deploy`: the previous successful deploy of its
+        environment with a different commit."""
+        async with self.db.session() as session:
+            return await repo.last_success(
+                session, deploy.environment, before_id=deploy.id, other_than=deploy.commit_hash
+            )
+
+    async def active(self, environment: str) -> Deploy | None:
+        async with self.db.session() as session:
+            return await repo.active_deploy(session, environment)
+
+    async def estimate(self, environment: str) -> float | None:
+        async with self.db.session() as session:
+            return estimate_seconds(await repo.recent_durations(session, environment))
+
+    async def attach_message(self, deploy_id: int, channel: str, ts: str) -> None:
+        """Remember the Slack card of a deploy so any process can update it."""
+        async with self.db.session() as session:
+            await repo.update_deploy(session, deploy_id, slack_channel=channel, slack_ts=ts)
+
+    # --- upkeep --------------------------------------------------------------------------------
+
+    async def reap(self) -> list[int]:
+        """End deploys whose heartbeat went stale (their bot died) as failed, logs kept."""
+        cutoff = utcnow() - timedelta(seconds=self.config.bot.stale_after_seconds)
+        message = t(self.locale, "outcome.interrupted")
+        reaped = []
+        async with self.db.session() as session:
+            stale = await repo.stale_deploys(session, cutoff, exclude=self.running_ids)
+        for deploy_id in stale:
+            async with self.db.session() as session:
+                if await repo.transition(session, deploy_id, Status.FAILED, error_message=message):
+                    reaped.append(deploy_id)
+            if deploy_id in reaped:
+                await self.emit_finished(deploy_id, ())
+        if reaped:
+            log.warning("reaped interrupted deploys: %s", reaped)
+        return reaped
+
+    async def cleanup(self) -> CleanupResult:
+        """Retention: clear old logs, soft-delete old records, in small batches so the
+        database keeps answering other requests meanwhile."""
+        now = utcnow()
+        logs_cutoff = now - timedelta(days=self.config.retention.logs_days)
+        records_cutoff = now - timedelta(days=self.config.retention.records_days)
+        cleared = deleted = 0
+        while True:
+            async with self.db.session() as session:
+                done = await repo.clear_logs_before(session, logs_cutoff)
+            cleared += done
+            if not done:
+                break
+        while True:
+            async with self.db.session() as session:
+                done = await repo.soft_delete_before(session, records_cutoff)
+            deleted += done
+            if not done:
+                break
+        return CleanupResult(cleared, deleted)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    async def _by_request_key(self, key: str) -> Deploy | None:
+        async with self.db.session() as session:
+            return await repo.get_by_request_key(session, key)
+
+    async def _refuse_if_busy(self, env: Environment) -> None:
+        running = await self.active(env.name)
+        if running is not None:
+            raise EnvironmentBusy(
+                environment=env.display, deploy_id=running.id, branch=running.branch, user=running.deployed_by
+            )
+
+    async def _resolve_commit(self, env: Environment, branch: str) -> str | None:
+        if not env.repo:
+            return None
+        try:
+            commit = await git.resolve_branch(env.repo, branch)
+        except git.GitError as exc:
+            raise RepoUnavailable(environment=env.name, detail=str(exc)[:300]) from None
+        if commit is None:
+            raise UnknownBranch(branch=branch, environment=env.name)
+        return commit
+
+    def _launch(self, deploy: Deploy, env: Environment) -> None:
+        execution = DeployExecution(self, deploy, env, self._base_env)
+        self._executions[deploy.id] = execution
+
+        async def run() -> None:
+            try:
+                await execution.execute()
+            finally:
+                self._executions.pop(deploy.id, None)
+
+        task = asyncio.create_task(run(), name=f"deploy-{deploy.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.bot.heartbeat_seconds)
+            with contextlib.suppress(Exception):
+                await self.heartbeat()
+
+    async def heartbeat(self) -> None:
+        """Prove this process's deploys alive, and act on cancels asked of another process."""
+        ids = self.running_ids
+        if not ids:
+            return
+        async with self.db.session() as session:
+            requests = await repo.heartbeat(session, ids)
+        for deploy_id, user in requests.items():
+            if execution := self._executions.get(deploy_id):
+                execution.cancel(user)
+
+    # --- events --------------------------------------------------------------------------------
+
+    def _emit(self, event: DeployEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("observer %r failed on %s", observer, type(event).__name__)
+
+    async def _snapshot(self, deploy_id: int) -> Deploy | None:
+        async with self.db.session() as session:
+            return await repo.get_deploy(session, deploy_id, include_deleted=True)
+
+    async def emit_started(self, deploy_id: int) -> None:
+        if deploy := await self._snapshot(deploy_id):
+            self._emit(DeployStarted(deploy))
+
+    async def emit_step(self, deploy_id: int, step: Step, previous: Step | None) -> None:
+        if deploy := await self._snapshot(deploy_id):
+            self._emit(StepChanged(deploy, step, previous))
+
+    async def emit_finished(self, deploy_id: int, tail: tuple[str, ...]) -> None:
+        if deploy := await self._snapshot(deploy_id):
+            self._emit(Finished(deploy, tail))

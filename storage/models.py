@@ -1,0 +1,176 @@
+"""Tables and the deploy status lifecycle.
+
+`deploy_history` keeps the CRM page's columns and adds what the bot needs. Log output lives in
+`deploy_log_chunks`, appended as it arrives and read back by byte offset; the legacy `logs` column
+is only read for rows imported from the CRM page, which kept the whole log there.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return not self.is_active
+
+
+ACTIVE_STATUSES = frozenset({Status.PENDING, Status.RUNNING})
+FINISHED_STATUSES = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
+
+# Every allowed move. A pending deploy may fail or be cancelled before its script starts
+# (commit gone, spawn error, cancel, crash); nothing leaves a finished state.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
+    Status.RUNNING: frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED}),
+    Status.SUCCESS: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def sources_of(target: Status) -> frozenset[Status]:
+    """The states from which `target` may be reached."""
+    return frozenset(s for s, nexts in TRANSITIONS.items() if target in nexts)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+_ACTIVE_SQL = text("status IN ('pending', 'running')")
+
+
+class Deploy(Base):
+    __tablename__ = "deploy_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    environment: Mapped[str] = mapped_column(String(64))
+    branch: Mapped[str] = mapped_column(String(255))
+    commit_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value)
+    deployed_by: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    logs: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    is_deleted: Mapped[str] = mapped_column(String(1), default="N")
+
+    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("deploy_history.id"))
+    skip_build: Mapped[bool] = mapped_column(Boolean, default=False)
+    skip_migrations: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(16), default="slack")
+    request_key: Mapped[str | None] = mapped_column(String(255))
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    step_current: Mapped[int | None] = mapped_column(Integer)
+    step_total: Mapped[int | None] = mapped_column(Integer)
+    step_title: Mapped[str | None] = mapped_column(String(255))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    log_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    logs_cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(255))
+    cancelled_by: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        # The database itself keeps one pending/running deploy per environment, across processes.
+        Index(
+            "uq_deploy_history_active_environment",
+            "environment",
+            unique=True,
+            sqlite_where=_ACTIVE_SQL,
+            postgresql_where=_ACTIVE_SQL,
+        ),
+        # A Slack delivery retried or a button clicked twice carries the same key: one deploy.
+        Index("uq_deploy_history_request_key", "request_key", unique=True),
+        # History filters: newest first, optionally by environment and/or status.
+        Index("ix_deploy_history_list", "is_deleted", "id"),
+        Index("ix_deploy_history_env", "is_deleted", "environment", "status", "id"),
+        Index("ix_deploy_history_status", "is_deleted", "status", "id"),
+        Index("ix_deploy_history_created_at", "created_at"),
+    )
+
+    @property
+    def state(self) -> Status:
+        return Status(self.status)
+
+    @property
+    def short_commit(self) -> str:
+        return (self.commit_hash or "")[:7]
+
+    def __repr__(self) -> str:
+        return f"<Deploy #{self.id} {self.environment} {self.branch} {self.status}>"
+
+
+class LogChunk(Base):
+    __tablename__ = "deploy_log_chunks"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deploy_id: Mapped[int] = mapped_column(ForeignKey("deploy_history.id", ondelete="CASCADE"))
+    offset: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("uq_deploy_log_chunks_deploy_offset", "deploy_id", "offset", unique=True),)

@@ -1,0 +1,295 @@
+"""All SQL the bot runs. Functions take the caller's session and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ACTIVE_STATUSES, FINISHED_STATUSES, Deploy, LogChunk, Status, sources_of, utcnow
+
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+_FINISHED = [s.value for s in FINISHED_STATUSES]
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Deploy]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+
+@dataclass(frozen=True)
+class LogSlice:
+    data: bytes
+    offset: int
+    next_offset: int
+    size: int
+
+
+# --- deploys -------------------------------------------------------------------------------------
+
+
+async def insert_deploy(session: AsyncSession, **fields) -> Deploy:
+    """Insert a pending deploy. The partial unique index raises IntegrityError when the
+    environment already has a pending/running deploy, or when the request key was seen."""
+    now = utcnow()
+    deploy = Deploy(status=Status.PENDING.value, created_at=now, updated_at=now, heartbeat_at=now, **fields)
+    session.add(deploy)
+    await session.flush()
+    return deploy
+
+
+async def get_deploy(
+    session: AsyncSession, deploy_id: int, *, include_deleted: bool = False
+) -> Deploy | None:
+    query = select(Deploy).where(Deploy.id == deploy_id)
+    if not include_deleted:
+        query = query.where(Deploy.is_deleted == "N")
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def get_by_request_key(session: AsyncSession, key: str) -> Deploy | None:
+    return (await session.execute(select(Deploy).where(Deploy.request_key == key))).scalar_one_or_none()
+
+
+async def active_deploy(session: AsyncSession, environment: str) -> Deploy | None:
+    query = select(Deploy).where(Deploy.environment == environment, Deploy.status.in_(_ACTIVE))
+    return (await session.execute(query)).scalars().first()
+
+
+async def active_deploys(session: AsyncSession) -> list[Deploy]:
+    query = select(Deploy).where(Deploy.status.in_(_ACTIVE)).order_by(Deploy.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def transition(session: AsyncSession, deploy_id: int, to: Status, **fields) -> bool:
+    """Move a deploy to `to` if the lifecycle allows it from its current state.
+
+    The check and the write are one UPDATE, so a runner finishing and a reaper reaping the same
+    deploy cannot both win. Returns False when the deploy was not in a state that allows the move.
+    """
+    now = utcnow()
+    values = {"status": to.value, "updated_at": now, **fields}
+    if to.is_finished:
+        values.setdefault("completed_at", now)
+    query = (
+        update(Deploy)
+        .where(Deploy.id == deploy_id, Deploy.status.in_([s.value for s in sources_of(to)]))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(query)
+    if result.rowcount != 1:
+        return False
+    if to.is_finished:
+        # duration = whole seconds from started_at (or creation, if it never started)
+        row = await get_deploy(session, deploy_id, include_deleted=True)
+        await session.refresh(row)
+        begin = row.started_at or row.created_at
+        row.duration = max(0, int((row.completed_at - begin).total_seconds()))
+        await session.flush()
+    return True
+
+
+async def update_deploy(session: AsyncSession, deploy_id: int, **fields) -> None:
+    fields.setdefault("updated_at", utcnow())
+    await session.execute(
+        update(Deploy)
+        .where(Deploy.id == deploy_id)
+        .values(**fields)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def request_cancel(session: AsyncSession, deploy_id: int, user: str) -> bool:
+    """Flag an active deploy for cancellation; the process that owns it acts on the flag."""
+    result = await session.execute(
+        update(Deploy)
+        .where(Deploy.id == deploy_id, Deploy.status.in_(_ACTIVE))
+        .values(cancel_requested_by=user, updated_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+async def heartbeat(session: AsyncSession, deploy_ids: Sequence[int]) -> dict[int, str]:
+    """Prove the given deploys are alive; returns the cancel requests waiting for any of them."""
+    if not deploy_ids:
+        return {}
+    await session.execute(
+        update(Deploy)
+        .where(Deploy.id.in_(deploy_ids), Deploy.status.in_(_ACTIVE))
+        .values(heartbeat_at=utcnow())
+    )
+    rows = await session.execute(
+        select(Deploy.id, Deploy.cancel_requested_by).where(
+            Deploy.id.in_(deploy_ids), Deploy.cancel_requested_by.is_not(None)
+        )
+    )
+    return {deploy_id: user for deploy_id, user in rows}
+
+
+async def stale_deploys(session: AsyncSession, cutoff: datetime, exclude: Sequence[int] = ()) -> list[int]:
+    query = select(Deploy.id).where(Deploy.status.in_(_ACTIVE), Deploy.heartbeat_at < cutoff)
+    if exclude:
+        query = query.where(Deploy.id.not_in(exclude))
+    return list((await session.execute(query)).scalars())
+
+
+# --- history -------------------------------------------------------------------------------------
+
+
+async def history(
+    session: AsyncSession,
+    *,
+    environment: str | None = None,
+    status: Status | None = None,
+    page: int = 1,
+    page_size: int = 20,
+) -> Page:
+    conditions = [Deploy.is_deleted == "N"]
+    if environment:
+        conditions.append(Deploy.environment == environment)
+    if status:
+        conditions.append(Deploy.status == status.value)
+    total = (await session.execute(select(func.count()).select_from(Deploy).where(*conditions))).scalar_one()
+    query = (
+        select(Deploy)
+        .where(*conditions)
+        .order_by(Deploy.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    items = list((await session.execute(query)).scalars())
+    return Page(items, total, page, page_size)
+
+
+async def last_success(
+    session: AsyncSession,
+    environment: str,
+    *,
+    before_id: int | None = None,
+    other_than: str | None = None,
+) -> Deploy | None:
+    """The newest successful deploy of an environment, optionally older than `before_id` and
+    of a commit other than `other_than`."""
+    query = select(Deploy).where(
+        Deploy.is_deleted == "N", Deploy.environment == environment, Deploy.status == Status.SUCCESS.value
+    )
+    if before_id is not None:
+        query = query.where(Deploy.id < before_id)
+    if other_than:
+        query = query.where(Deploy.commit_hash.is_not(None), Deploy.commit_hash != other_than)
+    query = query.order_by(Deploy.id.desc()).limit(1)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def recent_durations(session: AsyncSession, environment: str, limit: int = 10) -> list[int]:
+    query = (
+        select(Deploy.duration)
+        .where(
+            Deploy.is_deleted == "N",
+            Deploy.environment == environment,
+            Deploy.status == Status.SUCCESS.value,
+            Deploy.duration.is_not(None),
+        )
+        .order_by(Deploy.id.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+# --- logs ----------------------------------------------------------------------------------------
+
+
+async def append_log(session: AsyncSession, deploy_id: int, offset: int, data: bytes) -> None:
+    session.add(LogChunk(deploy_id=deploy_id, offset=offset, data=data))
+    await update_deploy(session, deploy_id, log_size=offset + len(data))
+
+
+async def read_log(session: AsyncSession, deploy: Deploy, offset: int, limit: int) -> LogSlice:
+    """Up to `limit` bytes of the log from byte `offset`."""
+    if deploy.log_size == 0 and deploy.logs:
+        legacy = deploy.logs.encode()
+        data = legacy[offset : offset + limit]
+        return LogSlice(data, offset, offset + len(data), len(legacy))
+    first = (
+        await session.execute(
+            select(func.max(LogChunk.offset)).where(
+                LogChunk.deploy_id == deploy.id, LogChunk.offset <= offset
+            )
+        )
+    ).scalar_one()
+    if first is None:
+        return LogSlice(b"", offset, offset, deploy.log_size)
+    query = (
+        select(LogChunk.offset, LogChunk.data)
+        .where(LogChunk.deploy_id == deploy.id, LogChunk.offset >= first, LogChunk.offset < offset + limit)
+        .order_by(LogChunk.offset)
+    )
+    parts = []
+    for start, data in await session.execute(query):
+        parts.append(data[max(0, offset - start) :])
+    data = b"".join(parts)[:limit]
+    return LogSlice(data, offset, offset + len(data), deploy.log_size)
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+
+async def clear_logs_before(session: AsyncSession, cutoff: datetime, batch: int = 500) -> int:
+    """Delete the logs of up to `batch` finished deploys completed before `cutoff`."""
+    ids = list(
+        (
+            await session.execute(
+                select(Deploy.id)
+                .where(
+                    Deploy.status.in_(_FINISHED),
+                    Deploy.completed_at < cutoff,
+                    Deploy.logs_cleared_at.is_(None),
+                )
+                .limit(batch)
+            )
+        ).scalars()
+    )
+    if not ids:
+        return 0
+    await session.execute(delete(LogChunk).where(LogChunk.deploy_id.in_(ids)))
+    await session.execute(
+        update(Deploy)
+        .where(Deploy.id.in_(ids))
+        .values(logs=None, logs_cleared_at=utcnow(), updated_at=utcnow())
+    )
+    return len(ids)
+
+
+async def soft_delete_before(session: AsyncSession, cutoff: datetime, batch: int = 5000) -> int:
+    """Soft-delete up to `batch` finished records created before `cutoff`."""
+    ids = (
+        select(Deploy.id)
+        .where(Deploy.is_deleted == "N", Deploy.status.in_(_FINISHED), Deploy.created_at < cutoff)
+        .limit(batch)
+    )
+    result = await session.execute(
+        update(Deploy)
+        .where(Deploy.id.in_(ids.scalar_subquery()))
+        .values(is_deleted="Y", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+echo "[1/3] waiting"
+sleep "${SLEEP_SECONDS:-300}"
+echo "[2/3] done waiting"
