@@ -116,21 +116,24 @@ class ScriptRun:
             if self._cancel_requested:
                 self.cancel()
             try:
-                await asyncio.wait_for(asyncio.shield(proc.wait()), self.spec.timeout)
+                await asyncio.wait_for(_exited(proc), self.spec.timeout)
             except TimeoutError:
                 self._timed_out = True
                 await self._stop_group()
         finally:
             # The script is gone (or we are being torn down): nothing of its group may outlive it.
             _signal_group(proc.pid, signal.SIGKILL)
-            if proc.returncode is None:
-                await proc.wait()
+            await _exited(proc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(pump), DRAIN_SECONDS)
             if not pump.done():
+                # Something outside the group still holds the pipe open: stop listening to it.
                 pump.cancel()
+                proc._transport.close()  # no public way to drop the pipes of a finished process
             if self._stopping is not None:
                 self._stopping.cancel()
+            while proc.returncode is None:  # noqa: ASYNC110 - the child watcher records it just after exit
+                await asyncio.sleep(0.01)
         for event in self.scanner.finish():
             await self._report(event)
         return self._result(proc.returncode)
@@ -153,7 +156,7 @@ class ScriptRun:
             return
         _signal_group(proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), self.spec.grace)
+            await asyncio.wait_for(_exited(proc), self.spec.grace)
         except TimeoutError:
             _signal_group(proc.pid, signal.SIGKILL)
 
@@ -168,6 +171,29 @@ class ScriptRun:
         else:
             outcome = Outcome.FAILED
         return RunResult(outcome, code, self.scanner.last_error, tail)
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> None:
+    """Wait for the script itself to exit. Unlike `proc.wait()`, this does not also wait for
+    every holder of its output pipe to close it."""
+    if proc.returncode is not None:
+        return
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfd (old kernel or not Linux): poll
+        while proc.returncode is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

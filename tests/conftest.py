@@ -26,6 +26,24 @@ ADMIN = "U0ADMIN01"
 GUEST = "U0GUEST01"
 
 
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def gone(pid: int, timeout: float = 10) -> bool:
+    """Whether the process is gone within `timeout` (the kernel may take a moment to reap it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while alive(pid) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return not alive(pid)
+
+
 def _pg_admin_url() -> str | None:
     url = os.environ.get("TEST_DATABASE_URL")
     return normalize_url(url) if url else None
@@ -90,8 +108,12 @@ ConfigFactory = Callable[..., Config]
 def make_config(tmp_path, db_url) -> ConfigFactory:
     """Build a Config from keyword overrides; environments default to the test scripts."""
 
-    def build(environments: dict | None = None, bot: dict | None = None, retention: dict | None = None,
-              environ: dict | None = None) -> Config:
+    def build(
+        environments: dict | None = None,
+        bot: dict | None = None,
+        retention: dict | None = None,
+        environ: dict | None = None,
+    ) -> Config:
         raw = {
             "bot": {
                 "admins": [ADMIN],
@@ -104,7 +126,11 @@ def make_config(tmp_path, db_url) -> ConfigFactory:
             "retention": retention or {},
             "environments": environments
             or {
-                "production": {"label": "生产环境", "aliases": ["prod", "生产"], "script": str(SCRIPTS / "steps.sh")},
+                "production": {
+                    "label": "生产环境",
+                    "aliases": ["prod", "生产"],
+                    "script": str(SCRIPTS / "steps.sh"),
+                },
                 "staging": {"label": "预发布环境", "script": str(SCRIPTS / "steps.sh")},
             },
         }
@@ -126,3 +152,52 @@ async def service(config) -> AsyncIterator[DeployService]:
     yield svc
     await svc.close()
     await db.dispose()
+
+
+def _git(*args: str, cwd: Path) -> str:
+    import subprocess
+
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+class GitRepo:
+    """A local repository with branch `main` (two commits: `first`, then `second`) and branch `old`
+    at `first`."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "repo"
+        self.path.mkdir()
+        _git("init", "-q", "-b", "main", cwd=self.path)
+        (self.path / "VERSION").write_text("1\n")
+        _git("add", ".", cwd=self.path)
+        _git("commit", "-q", "-m", "first", cwd=self.path)
+        self.first = _git("rev-parse", "HEAD", cwd=self.path)
+        _git("branch", "old", cwd=self.path)
+        (self.path / "VERSION").write_text("2\n")
+        _git("commit", "-q", "-am", "second", cwd=self.path)
+        self.second = _git("rev-parse", "HEAD", cwd=self.path)
+
+    def commit(self, message: str) -> str:
+        (self.path / "VERSION").write_text(message + "\n")
+        _git("commit", "-q", "-am", message, cwd=self.path)
+        return _git("rev-parse", "HEAD", cwd=self.path)
+
+    def drop_second(self) -> None:
+        """Rewind `main` to `first` and garbage-collect `second`, as after a force-push."""
+        _git("reset", "-q", "--hard", self.first, cwd=self.path)
+        _git("reflog", "expire", "--expire=now", "--all", cwd=self.path)
+        _git("gc", "-q", "--prune=now", cwd=self.path)
+
+
+@pytest.fixture
+def git_repo(tmp_path) -> GitRepo:
+    return GitRepo(tmp_path)

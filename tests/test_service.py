@@ -1,0 +1,521 @@
+"""The deploy service on a real database (SQLite and PostgreSQL) with real scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot import errors
+from bot.events import DeployCreated, DeployFinished, DeployStarted, StepChanged
+from bot.service import DeployService
+from storage import repository as repo
+from storage.db import Database
+from storage.models import Deploy, LogChunk, Status, utcnow
+
+from .conftest import ADMIN, SCRIPTS, gone
+
+
+async def row_count(service: DeployService) -> int:
+    async with service.db.session() as session:
+        return (await session.execute(select(func.count()).select_from(Deploy))).scalar_one()
+
+
+async def wait_for_status(
+    service: DeployService, deploy_id: int, *states: Status, timeout: float = 30
+) -> Deploy:
+    async with asyncio.timeout(timeout):
+        while True:
+            deploy = await service.get(deploy_id)
+            if deploy.state in states:
+                return deploy
+            await asyncio.sleep(0.05)
+
+
+async def wait_for_log(service: DeployService, deploy_id: int, needle: bytes, timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while needle not in (await service.logs(deploy_id)).data:
+            await asyncio.sleep(0.05)
+
+
+def script(tmp_path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def repo_config(make_config, git_repo):
+    return make_config(
+        environments={
+            "production": {
+                "label": "生产环境",
+                "aliases": ["prod"],
+                "script": str(SCRIPTS / "steps.sh"),
+                "repo": str(git_repo.path),
+            },
+        }
+    )
+
+
+@pytest.fixture
+async def repo_service(repo_config):
+    db = Database(repo_config.database_url)
+    svc = DeployService(repo_config, db, base_env=dict(os.environ))
+    await svc.start()
+    yield svc
+    await svc.close()
+    await db.dispose()
+
+
+# --- the happy path --------------------------------------------------------------------------------
+
+
+async def test_success_pins_the_commit_and_records_steps(repo_service, git_repo):
+    events = []
+    repo_service.subscribe(events.append)
+    deploy = await repo_service.trigger(
+        "prod", "main", user=ADMIN, description="first release", skip_build=True
+    )
+    assert deploy.commit_hash == git_repo.second
+    await repo_service.wait_idle()
+
+    done = await repo_service.get(deploy.id)
+    assert done.state is Status.SUCCESS
+    assert (done.step_current, done.step_total, done.step_title) == (7, 7, "step 7")
+    assert done.started_at and done.completed_at and done.duration is not None
+    assert done.duration == int((done.completed_at - done.started_at).total_seconds())
+    assert done.environment == "production" and done.deployed_by == ADMIN
+    log = (await repo_service.logs(deploy.id)).text
+    assert f"at {git_repo.second} by {ADMIN} skip_build=1 skip_migrations=0 rollback_of=\n" in log
+    kinds = [type(e) for e in events]
+    assert kinds[:2] == [DeployCreated, DeployStarted]
+    assert kinds.count(StepChanged) == 7 and kinds[-1] is DeployFinished
+    steps = [e for e in events if isinstance(e, StepChanged)]
+    assert steps[1].previous.number == 1
+    assert steps[1].step.lines_before == ("working on step 1 for production",)
+
+
+async def test_a_tag_or_full_sha_can_be_deployed(repo_service, git_repo):
+    deploy = await repo_service.trigger("production", git_repo.first, user=ADMIN)
+    assert deploy.commit_hash == git_repo.first
+    await repo_service.wait_idle()
+
+
+async def test_script_reported_commit_is_recorded(make_config, tmp_path):
+    sha = "b" * 40
+    config = make_config(
+        environments={"production": {"script": script(tmp_path, "r.sh", f"echo DEPLOY_COMMIT={sha}\n")}}
+    )
+    async with _service(config) as service:
+        deploy = await service.trigger("production", "main", user=ADMIN)
+        assert deploy.commit_hash is None
+        await service.wait_idle()
+        assert (await service.get(deploy.id)).commit_hash == sha
+
+
+async def test_failure_records_exit_code_and_error_line(make_config):
+    config = make_config(environments={"production": {"script": str(SCRIPTS / "fail.sh")}})
+    async with _service(config) as service:
+        deploy = await service.trigger("production", "main", user=ADMIN)
+        await service.wait_idle()
+        done = await service.get(deploy.id)
+        assert done.state is Status.FAILED
+        assert done.exit_code == 3
+        assert done.error_message == "脚本退出码 3: ERROR: compiler exploded"
+
+
+async def test_log_is_stored_byte_exact_and_read_back_by_offset(make_config, tmp_path):
+    body = (
+        "head -c 2621440 /dev/urandom | base64 -w 0\n"  # one ~3.3 MB line: spans several chunks
+        "printf '\\n\\xff\\xfe \\xe4\\xb8\\xad\\xe6\\x96\\x87\\n'\n"
+        "printf 'no newline at the end'\n"
+    )
+    path = script(tmp_path, "big.sh", body + "")
+    config = make_config(environments={"production": {"script": path}})
+    async with _service(config) as service:
+        deploy = await service.trigger("production", "main", user=ADMIN)
+        await service.wait_idle()
+        done = await service.get(deploy.id)
+        whole = b"".join([piece async for piece in service.iter_log(deploy.id)])
+        assert len(whole) == done.log_size
+        assert whole.endswith(b"\n\xff\xfe \xe4\xb8\xad\xe6\x96\x87\nno newline at the end")
+        # arbitrary offsets and limits reassemble the same bytes
+        pieces, offset = [], 0
+        while True:
+            view = await service.logs(deploy.id, offset, limit=777_777)
+            pieces.append(view.data)
+            offset = view.next_offset
+            if view.complete:
+                break
+        assert b"".join(pieces) == whole
+        middle = await service.logs(deploy.id, 1_048_570, limit=20)
+        assert middle.data == whole[1_048_570:1_048_590]
+        past = await service.logs(deploy.id, len(whole) + 10)
+        assert past.data == b"" and past.complete
+
+
+# --- cancel, timeout, shutdown ---------------------------------------------------------------------
+
+
+async def test_cancel_stops_a_script_that_ignores_sigterm(make_config):
+    config = make_config(environments={"production": {"script": str(SCRIPTS / "ignore_term.sh")}})
+    async with _service(config) as service:
+        deploy = await service.trigger("production", "main", user=ADMIN)
+        await wait_for_log(service, deploy.id, b"child ")
+        log = (await service.logs(deploy.id)).data
+        child = int(log.split(b"child ")[1].split()[0])
+        await service.cancel(deploy.id, user="U0OTHER01")
+        done = await wait_for_status(service, deploy.id, Status.CANCELLED)
+        assert done.cancelled_by == "U0OTHER01"
+        assert done.error_message == "已被 U0OTHER01 取消"
+        assert b"leader" in (await service.logs(deploy.id)).data  # logs kept
+        await service.wait_idle()
+        assert await gone(child)
+        with pytest.raises(errors.DeployFinished):
+            await service.cancel(deploy.id, user=ADMIN)
+        with pytest.raises(errors.DeployNotFound):
+            await service.cancel(deploy.id + 100, user=ADMIN)
+
+
+async def test_timeout_fails_the_deploy(make_config):
+    config = make_config(
+        environments={"production": {"script": str(SCRIPTS / "sleepy.sh"), "timeout_minutes": 0.01}}
+    )
+    async with _service(config) as service:
+        deploy = await service.trigger("production", "main", user=ADMIN)
+        await service.wait_idle()
+        done = await service.get(deploy.id)
+        assert done.state is Status.FAILED
+        assert "超时" in done.error_message and "0.01" in done.error_message
+
+
+async def test_stopping_the_bot_ends_running_deploys_as_interrupted(make_config):
+    config = make_config(environments={"production": {"script": str(SCRIPTS / "sleepy.sh")}})
+    async with _service(config) as service:
+        deploy = await service.trigger("production", "main", user=ADMIN)
+        await wait_for_status(service, deploy.id, Status.RUNNING)
+        await service.close()
+        done = await service.get(deploy.id)
+        assert done.state is Status.FAILED
+        assert done.error_message.startswith("interrupted")
+
+
+async def test_cancel_reaches_a_deploy_owned_by_another_process(make_config):
+    config = make_config(environments={"production": {"script": str(SCRIPTS / "sleepy.sh")}})
+    async with _service(config) as owner, _service(config) as other:
+        deploy = await owner.trigger("production", "main", user=ADMIN)
+        await wait_for_status(other, deploy.id, Status.RUNNING)
+        await other.cancel(deploy.id, user="U0OTHER01")
+        done = await wait_for_status(other, deploy.id, Status.CANCELLED)
+        assert done.cancelled_by == "U0OTHER01"
+
+
+# --- one deploy per environment --------------------------------------------------------------------
+
+
+async def test_two_services_racing_for_one_environment_start_exactly_one(make_config):
+    config = make_config(environments={"production": {"script": str(SCRIPTS / "sleepy.sh")}})
+    async with _service(config) as first, _service(config) as second:
+        results = await asyncio.gather(
+            first.trigger("production", "main", user=ADMIN),
+            second.trigger("production", "main", user="U0OTHER01"),
+            return_exceptions=True,
+        )
+        started = [r for r in results if isinstance(r, Deploy)]
+        refused = [r for r in results if isinstance(r, errors.EnvironmentBusy)]
+        assert len(started) == 1 and len(refused) == 1, results
+        message = refused[0].message("zh")
+        assert f"#{started[0].id}" in message and f"/deploy cancel {started[0].id}" in message
+        assert await row_count(first) == 1
+        await first.cancel(started[0].id, user=ADMIN)
+
+
+async def test_the_database_refuses_a_second_active_deploy(db):
+    async with db.session() as session:
+        await repo.insert_deploy(session, environment="production", branch="main", deployed_by=ADMIN)
+    with pytest.raises(IntegrityError):
+        async with db.session() as session:
+            await repo.insert_deploy(session, environment="production", branch="other", deployed_by=ADMIN)
+    async with db.session() as session:  # another environment is free
+        await repo.insert_deploy(session, environment="staging", branch="main", deployed_by=ADMIN)
+
+
+async def test_the_same_request_key_starts_one_deploy(service):
+    first = await service.trigger("production", "main", user=ADMIN, request_key="slack:T1")
+    again = await service.trigger("production", "main", user=ADMIN, request_key="slack:T1")
+    assert again.id == first.id
+    assert await row_count(service) == 1
+    await service.wait_idle()
+
+
+# --- rollback --------------------------------------------------------------------------------------
+
+
+async def test_rollback_redeploys_the_earlier_commit(repo_service, git_repo):
+    old = await repo_service.trigger("prod", "old", user=ADMIN)
+    await repo_service.wait_idle()
+    new = await repo_service.trigger("prod", "main", user=ADMIN)
+    await repo_service.wait_idle()
+    new = await repo_service.get(new.id)
+
+    target = await repo_service.rollback_target_for(new)
+    assert target.id == old.id
+    back = await repo_service.rollback(target.id, user="U0OTHER01")
+    assert back.commit_hash == git_repo.first
+    assert back.rollback_of == old.id
+    assert back.description == f"回滚到 #{old.id} ({git_repo.first[:7]})"
+    await repo_service.wait_idle()
+    done = await repo_service.get(back.id)
+    assert done.state is Status.SUCCESS
+    assert f"at {git_repo.first} by U0OTHER01" in (await repo_service.logs(back.id)).text
+    assert f"rollback_of={old.id}" in (await repo_service.logs(back.id)).text
+    assert (await repo_service.last_success("production")).id == back.id
+
+
+async def test_rollback_refuses_bad_targets_and_writes_nothing(repo_service, git_repo, make_config):
+    ok = await repo_service.trigger("prod", "main", user=ADMIN)
+    await repo_service.wait_idle()
+    async with repo_service.db.session() as session:
+        failed = await repo.insert_deploy(
+            session, environment="production", branch="x", deployed_by=ADMIN, commit_hash=git_repo.first
+        )
+        await repo.transition(session, failed.id, Status.FAILED)
+        nocommit = await repo.insert_deploy(session, environment="production", branch="y", deployed_by=ADMIN)
+        await repo.transition(session, nocommit.id, Status.RUNNING)
+        await repo.transition(session, nocommit.id, Status.SUCCESS)
+    before = await row_count(repo_service)
+
+    with pytest.raises(errors.RollbackNotEligible, match="status is Failed"):
+        await repo_service.rollback(failed.id, user=ADMIN)
+    with pytest.raises(errors.RollbackNotEligible, match="no recorded commit"):
+        await repo_service.rollback(nocommit.id, user=ADMIN)
+    with pytest.raises(errors.DeployNotFound):
+        await repo_service.rollback(9999, user=ADMIN)
+    git_repo.drop_second()  # history rewritten: the deployed commit is gone
+    with pytest.raises(errors.CommitMissing) as missing:
+        await repo_service.rollback(ok.id, user=ADMIN)
+    assert git_repo.second[:7] in missing.value.message("zh")
+    assert await row_count(repo_service) == before
+    assert repo_service.running_ids == []
+
+
+# --- crash and reaper ------------------------------------------------------------------------------
+
+
+async def test_reaper_ends_a_deploy_whose_heartbeat_stopped(service):
+    async with service.db.session() as session:
+        ghost = await repo.insert_deploy(session, environment="production", branch="main", deployed_by=ADMIN)
+        await repo.transition(session, ghost.id, Status.RUNNING, started_at=utcnow() - timedelta(minutes=5))
+        await repo.append_log(session, ghost.id, 0, b"[1/7] before the crash\n")
+        await session.execute(
+            update(Deploy).where(Deploy.id == ghost.id).values(heartbeat_at=utcnow() - timedelta(minutes=1))
+        )
+    events = []
+    service.subscribe(events.append)
+    assert await service.reap() == [ghost.id]
+    done = await service.get(ghost.id)
+    assert done.state is Status.FAILED
+    assert done.error_message.startswith("interrupted")
+    assert (await service.logs(ghost.id)).data == b"[1/7] before the crash\n"
+    assert [type(e) for e in events] == [DeployFinished]
+    assert await service.reap() == []
+
+
+async def test_a_live_deploy_is_not_reaped(make_config):
+    config = make_config(environments={"production": {"script": str(SCRIPTS / "sleepy.sh")}})
+    async with _service(config) as owner, _service(config) as other:
+        deploy = await owner.trigger("production", "main", user=ADMIN)
+        await wait_for_status(owner, deploy.id, Status.RUNNING)
+        await asyncio.sleep(
+            config.bot.stale_after_seconds + 0.5
+        )  # longer than stale: heartbeats must keep it
+        assert await other.reap() == []
+        assert (await other.get(deploy.id)).state is Status.RUNNING
+        await owner.cancel(deploy.id, user=ADMIN)
+
+
+async def test_a_killed_bot_leaves_a_deploy_the_next_bot_reaps(make_config, tmp_path):
+    config = make_config(environments={"production": {"script": str(SCRIPTS / "sleepy.sh")}})
+    toml = tmp_path / "crash.toml"
+    toml.write_text(
+        "[bot]\n"
+        f'admins = ["{ADMIN}"]\ndatabase_url = "{config.database_url}"\n'
+        "heartbeat_seconds = 0.5\nstale_after_seconds = 3\n"
+        f'[environments.production]\nscript = "{SCRIPTS / "sleepy.sh"}"\n'
+    )
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(toml), "deploy", "production", "main"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    async with _service(config) as service:
+        async with asyncio.timeout(30):
+            while not (page := await service.history()).items or page.items[0].state is not Status.RUNNING:
+                await asyncio.sleep(0.1)
+        deploy = page.items[0]
+        await wait_for_log(service, deploy.id, b"[1/3] waiting")
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
+        async with asyncio.timeout(30):
+            while deploy.id not in await service.reap():
+                await asyncio.sleep(0.5)
+        done = await service.get(deploy.id)
+        assert done.state is Status.FAILED and done.error_message.startswith("interrupted")
+        log = (await service.logs(deploy.id)).data
+        assert b"[1/3] waiting" in log
+    # the orphaned script is still running in its own process group: end it
+    os.killpg(int(log.split(b"(pid ")[1].split(b")")[0]), signal.SIGKILL)
+
+
+# --- retention -------------------------------------------------------------------------------------
+
+
+async def test_retention_clears_old_logs_and_soft_deletes_old_records(make_config):
+    config = make_config(retention={"logs_days": 7, "records_days": 30})
+    async with _service(config) as service:
+        ids = {}
+        async with service.db.session() as session:
+            for name, age_days in (("ancient", 40), ("old", 10), ("fresh", 1)):
+                row = await repo.insert_deploy(session, environment=name, branch="main", deployed_by=ADMIN)
+                await repo.transition(session, row.id, Status.RUNNING)
+                await repo.append_log(session, row.id, 0, f"log of {name}\n".encode())
+                await repo.transition(session, row.id, Status.SUCCESS)
+                stamp = utcnow() - timedelta(days=age_days)
+                await session.execute(
+                    update(Deploy).where(Deploy.id == row.id).values(created_at=stamp, completed_at=stamp)
+                )
+                ids[name] = row.id
+            running = await repo.insert_deploy(session, environment="busy", branch="main", deployed_by=ADMIN)
+            await session.execute(
+                update(Deploy).where(Deploy.id == running.id).values(created_at=utcnow() - timedelta(days=99))
+            )
+        result = await service.cleanup()
+        assert (result.logs_cleared, result.records_deleted) == (2, 1)
+
+        with pytest.raises(errors.DeployNotFound):
+            await service.get(ids["ancient"])
+        assert all(d.id != ids["ancient"] for d in (await service.history()).items)
+        old = await service.get(ids["old"])
+        assert old.logs_cleared_at is not None
+        assert (await service.logs(ids["old"])).data == b""
+        assert (await service.logs(ids["fresh"])).data == b"log of fresh\n"
+        assert (await service.get(running.id)).state is Status.PENDING
+        async with service.db.session() as session:
+            chunks = (await session.execute(select(func.count()).select_from(LogChunk))).scalar_one()
+        assert chunks == 1
+        again = await service.cleanup()
+        assert (again.logs_cleared, again.records_deleted) == (0, 0)
+
+
+# --- history ---------------------------------------------------------------------------------------
+
+
+async def test_history_filters_pages_and_hides_deleted(service):
+    async with service.db.session() as session:
+        for i in range(25):
+            row = await repo.insert_deploy(
+                session, environment="production" if i % 2 else "staging", branch=f"b{i}", deployed_by=ADMIN
+            )
+            await repo.transition(session, row.id, Status.FAILED if i % 5 == 0 else Status.CANCELLED)
+        await session.execute(update(Deploy).where(Deploy.branch == "b1").values(is_deleted="Y"))
+    page = await service.history(page=1, page_size=10)
+    assert page.total == 24 and page.pages == 3 and len(page.items) == 10
+    assert [d.id for d in page.items] == sorted((d.id for d in page.items), reverse=True)
+    prod_failed = await service.history("prod", "failed")
+    assert {d.branch for d in prod_failed.items} == {"b5", "b15"}
+    last = await service.history(page=3, page_size=10)
+    assert len(last.items) == 4 and not last.has_next and last.has_prev
+
+
+# --- bad input changes nothing ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"environment": "moon"}, errors.UnknownEnvironment),
+        ({"environment": ""}, errors.UnknownEnvironment),
+        ({"branch": "-rf"}, errors.InvalidBranch),
+        ({"branch": "a..b"}, errors.InvalidBranch),
+        ({"branch": "feat; rm -rf /"}, errors.InvalidBranch),
+        ({"branch": "has space"}, errors.InvalidBranch),
+        ({"branch": "$(reboot)"}, errors.InvalidBranch),
+        ({"branch": "x" * 101}, errors.InvalidBranch),
+        ({"branch": "refs/heads/.hidden"}, errors.InvalidBranch),
+        ({"branch": "topic.lock"}, errors.InvalidBranch),
+        ({"branch": "no-such-branch"}, errors.UnknownBranch),
+        ({"description": "x" * 2001}, errors.DescriptionTooLong),
+    ],
+)
+async def test_bad_input_is_refused_and_writes_nothing(repo_service, kwargs, error):
+    args = {"environment": "production", "branch": "main", **kwargs}
+    with pytest.raises(error) as refused:
+        await repo_service.trigger(args.pop("environment"), args.pop("branch"), user=ADMIN, **args)
+    assert refused.value.message("zh") and refused.value.message("en")
+    assert refused.value.message("zh") != refused.value.message("en")
+    assert await row_count(repo_service) == 0
+    assert repo_service.running_ids == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"environment": "moon"}, errors.UnknownEnvironment),
+        ({"status": "exploded"}, errors.InvalidInput),
+        ({"page": 0}, errors.InvalidInput),
+        ({"page_size": 101}, errors.InvalidInput),
+    ],
+)
+async def test_bad_history_filters_are_refused(service, kwargs, error):
+    with pytest.raises(error):
+        await service.history(**kwargs)
+
+
+async def test_an_unreadable_repository_is_refused(make_config, tmp_path):
+    config = make_config(
+        environments={"production": {"script": str(SCRIPTS / "steps.sh"), "repo": str(tmp_path / "missing")}}
+    )
+    async with _service(config) as service:
+        with pytest.raises(errors.RepoUnavailable):
+            await service.trigger("production", "main", user=ADMIN)
+        assert await row_count(service) == 0
+
+
+async def test_estimate_is_the_median_of_earlier_successes(service):
+    async with service.db.session() as session:
+        for seconds in (10, 30, 20, 500):
+            row = await repo.insert_deploy(session, environment="production", branch="m", deployed_by=ADMIN)
+            await repo.transition(session, row.id, Status.RUNNING)
+            await repo.transition(session, row.id, Status.SUCCESS)
+            await repo.update_deploy(session, row.id, duration=seconds)
+    assert await service.estimate("production") == 25
+    assert await service.estimate("staging") is None
+
+
+# --- plumbing --------------------------------------------------------------------------------------
+
+
+class _service:
+    """A started DeployService on its own connection pool, closed on exit (a second bot process)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+    async def __aenter__(self) -> DeployService:
+        self.db = Database(self.config.database_url)
+        self.service = DeployService(self.config, self.db, base_env=dict(os.environ))
+        await self.service.start()
+        return self.service
+
+    async def __aexit__(self, *exc) -> None:
+        await self.service.close()
+        await self.db.dispose()
