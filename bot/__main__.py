@@ -23,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000)
 
     console = commands.add_parser("console", help="the whole bot in a terminal, without Slack")
-    console.add_argument("--user", default=None, help="Slack user id or name to act as (default: first admin)")
+    console.add_argument(
+        "--user", default=None, help="Slack user id or name to act as (default: first admin)"
+    )
     console.add_argument("--script", help="read commands from this file instead of stdin")
     console.add_argument("--no-color", action="store_true")
 

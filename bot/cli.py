@@ -54,7 +54,9 @@ async def deploy(config: Config, args: argparse.Namespace) -> int:
 async def rollback(config: Config, args: argparse.Namespace) -> int:
     runtime = await start_runtime(config)
     try:
-        deploy = await runtime.service.rollback(args.deploy_id, user=args.user, reason=args.reason, source="cli")
+        deploy = await runtime.service.rollback(
+            args.deploy_id, user=args.user, reason=args.reason, source="cli"
+        )
         return await _follow(runtime, deploy)
     finally:
         await runtime.close()

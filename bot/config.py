@@ -26,6 +26,26 @@ class ConfigError(Exception):
     pass
 
 
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(expr: str) -> CronTrigger:
+    """A CronTrigger for a standard crontab line, in UTC.
+
+    APScheduler 3 numbers weekdays from Monday = 0 while crontab uses Sunday = 0 (and 7), so
+    numeric weekdays are translated to names before they reach it.
+    """
+    fields = expr.split()
+    if len(fields) == 5:
+        items = []
+        for item in fields[4].split(","):
+            base, slash, step = item.partition("/")
+            base = re.sub(r"\d+", lambda m: _WEEKDAYS[int(m.group()) % 7], base)
+            items.append(base + slash + step)
+        fields[4] = ",".join(items)
+    return CronTrigger.from_crontab(" ".join(fields), timezone="UTC")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,7 +79,7 @@ class Retention(_Strict):
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
+            cron_trigger(value)
         except ValueError as exc:
             raise ValueError(f"not a valid crontab expression: {exc}") from None
         return value
@@ -222,6 +242,8 @@ def parse_config(raw: dict, path: Path, environ: dict[str, str]) -> Config:
         key = f"environments.{name}"
         if not ENV_NAME.match(name):
             raise ConfigError(f"{path}: {key}: names use lowercase letters, digits, '-' and '_'")
+        if name in RESERVED_WORDS:
+            raise ConfigError(f"{path}: {key}: '{name}' is a /deploy sub-command")
         script = _resolve(base, env.script)
         if not script.is_file():
             raise ConfigError(f"{path}: {key}.script: no such file: {script}")
@@ -238,12 +260,15 @@ def parse_config(raw: dict, path: Path, environ: dict[str, str]) -> Config:
                 "repo": _resolve_repo(base, env.repo),
             }
         )
-        for word in (name, *env.aliases):
+        lookup[name] = name
+    for name, env in environments.items():
+        for word in env.aliases:
             word = word.strip().lower()
+            key = f"environments.{name}.aliases"
             if word in RESERVED_WORDS:
-                raise ConfigError(f"{path}: {key}.aliases: '{word}' is a /deploy sub-command")
+                raise ConfigError(f"{path}: {key}: '{word}' is a /deploy sub-command")
             if lookup.get(word, name) != name:
-                raise ConfigError(f"{path}: {key}.aliases: '{word}' already names {lookup[word]}")
+                raise ConfigError(f"{path}: {key}: '{word}' already names {lookup[word]}")
             lookup[word] = name
 
     bot = parsed.bot.model_copy(update={"database_url": _resolve_database(base, parsed.bot.database_url)})

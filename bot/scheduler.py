@@ -6,10 +6,9 @@ import logging
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.config import Config
+from bot.config import Config, cron_trigger
 from bot.service import DeployService
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ class Scheduler:
         )
         self._scheduler.add_job(
             self._cleanup,
-            CronTrigger.from_crontab(config.retention.cron, timezone=UTC),
+            cron_trigger(config.retention.cron),
             id="retention",
             max_instances=1,
             coalesce=True,
@@ -54,6 +53,10 @@ class Scheduler:
     async def _cleanup(self) -> None:
         try:
             result = await self.service.cleanup()
-            log.info("retention: %d logs cleared, %d records soft-deleted", result.logs_cleared, result.records_deleted)
+            log.info(
+                "retention: %d logs cleared, %d records soft-deleted",
+                result.logs_cleared,
+                result.records_deleted,
+            )
         except Exception:
             log.exception("retention failed")
