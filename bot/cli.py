@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 from bot.app import start_runtime
@@ -91,7 +92,8 @@ async def _follow(runtime, deploy: Deploy) -> int:
         if finished and view.complete:
             break
         if not view.data:
-            await asyncio.wait([asyncio.create_task(done.wait())], timeout=0.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.5)
     result = final[0]
     label = t(locale, f"status.{result.status}")
     tail = f" — {result.error_message}" if result.error_message else ""
