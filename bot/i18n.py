@@ -52,6 +52,34 @@ ZH: dict[str, str] = {
     "status.cancelled": "已取消",
     # retention
     "cleanup.done": "清理完成：清除了 {logs} 个部署的日志，软删除了 {records} 条记录",
+    # /deploy command and Slack listeners
+    "cmd.help.open": "打开一键部署窗口",
+    "cmd.help.deploy": "立即部署：环境、分支（默认为该环境的默认分支）、可跳过构建或数据库迁移、可附说明",
+    "cmd.help.history": "部署历史：可按环境和状态筛选，可翻页",
+    "cmd.help.status": "部署状态：指定编号，或每个环境最近的一次",
+    "cmd.help.logs": "查看一次部署的日志",
+    "cmd.help.cancel": "取消正在进行的部署",
+    "cmd.help.rollback": "回滚：重新部署一次成功部署的版本，可附原因",
+    "cmd.help.help": "显示本帮助",
+    "cmd.error.unknown_word": "未知的子命令或环境 `{word}`。子命令：{commands}；环境：{envs}",
+    "cmd.error.unknown_flag": "未知的选项 `{flag}`。可用选项：{flags}",
+    "cmd.error.history_twice": "筛选条件重复：`{word}`",
+    "cmd.error.bad_page": "页码 `{page}` 无效",
+    "cmd.error.history_word": "无法识别的筛选条件 `{word}`。环境：{envs}；状态：{statuses}；或者页码",
+    "cmd.error.bad_id": "`{value}` 不是部署编号（例如 42 或 #42）",
+    "cmd.error.missing_id": "缺少部署编号",
+    "cmd.error.extra_words": "多余的内容：`{words}`",
+    "cmd.error.unexpected": "出错了，操作没有完成。请稍后再试",
+    "cmd.cancel_requested": "已请求取消部署 #{deploy_id}，脚本停止后部署卡片会显示结果",
+    "cmd.channel_unreachable": (
+        "部署 #{deploy_id} 已开始，但机器人无法在频道 {channel} 发消息（{error}）。"
+        "请先邀请机器人进入该频道（`/invite @deploybot`）；进度可用 `/deploy status {deploy_id}` 查看"
+    ),
+    "cmd.no_rollback_target": "部署 #{deploy_id} 之前没有可回滚到的成功版本",
+    "cmd.no_deploys": "还没有任何部署记录",
+    "cmd.history_title": "部署历史",
+    "cmd.close": "关闭",
+    "cmd.log_file_title": "部署 #{deploy_id} 的完整日志",
 }
 
 EN: dict[str, str] = {
@@ -94,6 +122,33 @@ EN: dict[str, str] = {
     "status.failed": "Failed",
     "status.cancelled": "Cancelled",
     "cleanup.done": "Cleanup done: cleared the logs of {logs} deploys, soft-deleted {records} records",
+    "cmd.help.open": "Open the deploy form",
+    "cmd.help.deploy": "Deploy now: environment, branch (default: the environment's), optionally skip the build or migrations, optional description",
+    "cmd.help.history": "Deploy history, filtered by environment and status, page by page",
+    "cmd.help.status": "Status of one deploy, or of the latest deploy of every environment",
+    "cmd.help.logs": "Show the log of a deploy",
+    "cmd.help.cancel": "Cancel a running deploy",
+    "cmd.help.rollback": "Roll back: deploy again the version of a successful deploy, with an optional reason",
+    "cmd.help.help": "Show this help",
+    "cmd.error.unknown_word": "Unknown sub-command or environment `{word}`. Sub-commands: {commands}; environments: {envs}",
+    "cmd.error.unknown_flag": "Unknown option `{flag}`. Options: {flags}",
+    "cmd.error.history_twice": "Filter given twice: `{word}`",
+    "cmd.error.bad_page": "Invalid page number `{page}`",
+    "cmd.error.history_word": "Unknown filter `{word}`. Environments: {envs}; statuses: {statuses}; or a page number",
+    "cmd.error.bad_id": "`{value}` is not a deploy id (like 42 or #42)",
+    "cmd.error.missing_id": "The deploy id is missing",
+    "cmd.error.extra_words": "Unexpected extra words: `{words}`",
+    "cmd.error.unexpected": "Something went wrong and the action did not complete. Please try again later",
+    "cmd.cancel_requested": "Cancel requested for deploy #{deploy_id}; its card shows the outcome once the script stops",
+    "cmd.channel_unreachable": (
+        "Deploy #{deploy_id} started, but the bot cannot post in channel {channel} ({error}). "
+        "Invite the bot to the channel first (`/invite @deploybot`); follow it with `/deploy status {deploy_id}`"
+    ),
+    "cmd.no_rollback_target": "There is no earlier successful version to roll back to before deploy #{deploy_id}",
+    "cmd.no_deploys": "No deploys yet",
+    "cmd.history_title": "Deploy history",
+    "cmd.close": "Close",
+    "cmd.log_file_title": "Full log of deploy #{deploy_id}",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"zh": ZH, "en": EN}

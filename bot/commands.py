@@ -1,0 +1,277 @@
+"""The `/deploy` grammar (DESIGN §6). Pure: text in, a command or a `UsageError` out.
+
+One table, `GRAMMAR`, drives both the parser and `/deploy help`, so the help can never describe a
+syntax the parser does not accept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot import git
+from bot.config import Config
+from bot.errors import InvalidBranch
+from bot.i18n import CATALOGUES, t
+from storage.models import Status as DeployStatus
+
+MAX_ID = 2**31 - 1
+ID = re.compile(r"^#?(\d{1,10})$")
+FLAGS = {"--skip-build": "skip_build", "--skip-migrations": "skip_migrations"}
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Open:
+    """`/deploy` alone: open the deploy modal."""
+
+
+@dataclass(frozen=True)
+class Deploy:
+    env: str
+    branch: str | None = None
+    skip_build: bool = False
+    skip_migrations: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class History:
+    env: str | None = None
+    status: str | None = None
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class Status:
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Logs:
+    id: int
+
+
+@dataclass(frozen=True)
+class Cancel:
+    id: int
+
+
+@dataclass(frozen=True)
+class Rollback:
+    id: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+Command = Open | Deploy | History | Status | Logs | Cancel | Rollback | Help
+
+
+class UsageError(Exception):
+    """Bad `/deploy` input: what was wrong (a catalogue key) and the syntax that would have worked."""
+
+    def __init__(self, message_key: str, params: dict | None = None, usage: str = "") -> None:
+        self.message_key = message_key
+        self.params = params or {}
+        self.usage = usage
+        super().__init__(message_key)
+
+    def message(self, locale: str) -> str:
+        return t(locale, self.message_key, **self.params)
+
+
+@dataclass(frozen=True)
+class _Word:
+    """A token of the command text and where it starts, so free text keeps its own spacing."""
+
+    text: str
+    start: int
+
+
+@dataclass(frozen=True)
+class Form:
+    word: str | None  # the sub-command word; None for `/deploy` and `/deploy <env> ...`
+    syntax: str
+    help_key: str
+    parse: Callable[[list[_Word], str, Config, str], Command] = field(compare=False)
+
+
+# --- one parser per form ------------------------------------------------------------------------
+
+
+def _open(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    return Open()
+
+
+def _deploy(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    env = config.environment(words[0].text)
+    if env is None:  # parse() only routes here for known environments; keep the guard anyway
+        raise _unknown_word(words[0].text, config)
+    rest = words[1:]
+    branch = None
+    if rest and not rest[0].text.startswith("--"):
+        branch = _branch(rest.pop(0).text, syntax)
+    flags = {"skip_build": False, "skip_migrations": False}
+    while rest and rest[0].text.startswith("--"):
+        flag = rest.pop(0).text.lower()
+        if flag not in FLAGS:
+            raise UsageError("cmd.error.unknown_flag", {"flag": flag[:40], "flags": ", ".join(FLAGS)}, syntax)
+        flags[FLAGS[flag]] = True
+    description = text[rest[0].start :].strip() if rest else ""
+    return Deploy(env.name, branch, description=description, **flags)
+
+
+def _history(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    found: dict[str, object] = {}
+
+    def put(kind: str, value: object, word: str) -> None:
+        if kind in found:
+            raise UsageError("cmd.error.history_twice", {"word": word[:40]}, syntax)
+        found[kind] = value
+
+    for word in words[1:]:
+        token = word.text
+        if token.isdigit():
+            page = int(token)
+            if not 1 <= page <= 100_000:
+                raise UsageError("cmd.error.bad_page", {"page": token[:12]}, syntax)
+            put("page", page, token)
+        elif token.lower() == ALL:
+            continue
+        elif (status := _status(token)) is not None:
+            put("status", status, token)
+        elif (env := config.environment(token)) is not None:
+            put("env", env.name, token)
+        else:
+            raise UsageError(
+                "cmd.error.history_word",
+                {
+                    "word": token[:40],
+                    "envs": ", ".join(config.environments),
+                    "statuses": ", ".join(s.value for s in DeployStatus),
+                },
+                syntax,
+            )
+    return History(found.get("env"), found.get("status"), found.get("page", 1))  # type: ignore[arg-type]
+
+
+def _status_of(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    _no_more(words, 2, syntax)
+    return Status(_id(words[1].text, syntax) if len(words) > 1 else None)
+
+
+def _logs(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    return Logs(_required_id(words, syntax))
+
+
+def _cancel(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    return Cancel(_required_id(words, syntax, extra_ok=False))
+
+
+def _rollback(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    deploy_id = _required_id(words, syntax, extra_ok=True)
+    reason = text[words[2].start :].strip() if len(words) > 2 else ""
+    return Rollback(deploy_id, reason)
+
+
+def _help(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    return Help()
+
+
+GRAMMAR: tuple[Form, ...] = (
+    Form(None, "/deploy", "cmd.help.open", _open),
+    Form(
+        None,
+        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [description…]",
+        "cmd.help.deploy",
+        _deploy,
+    ),
+    Form("history", "/deploy history [env] [status] [page]", "cmd.help.history", _history),
+    Form("status", "/deploy status [id]", "cmd.help.status", _status_of),
+    Form("logs", "/deploy logs <id>", "cmd.help.logs", _logs),
+    Form("cancel", "/deploy cancel <id>", "cmd.help.cancel", _cancel),
+    Form("rollback", "/deploy rollback <id> [reason]", "cmd.help.rollback", _rollback),
+    Form("help", "/deploy help", "cmd.help.help", _help),
+)
+USAGE: list[tuple[str, str]] = [(form.syntax, form.help_key) for form in GRAMMAR]
+FULL_USAGE = "\n".join(form.syntax for form in GRAMMAR)
+_BY_WORD = {form.word: form for form in GRAMMAR if form.word}
+_OPEN, _DEPLOY = GRAMMAR[0], GRAMMAR[1]
+
+
+def parse(text: str, config: Config) -> Command:
+    """Parse what followed `/deploy`. Raises UsageError on anything the grammar does not accept."""
+    words = [_Word(m.group(), m.start()) for m in re.finditer(r"\S+", text or "")]
+    if not words:
+        return _OPEN.parse(words, text, config, _OPEN.syntax)
+    form = _BY_WORD.get(words[0].text.lower())
+    if form is None:
+        if config.environment(words[0].text) is None:
+            raise _unknown_word(words[0].text, config)
+        form = _DEPLOY
+    return form.parse(words, text, config, form.syntax)
+
+
+def help_rows(locale: str) -> list[tuple[str, str]]:
+    """(syntax, description) rows for `/deploy help`, from the same table the parser uses."""
+    return [(syntax, t(locale, key)) for syntax, key in USAGE]
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+
+def _unknown_word(word: str, config: Config) -> UsageError:
+    return UsageError(
+        "cmd.error.unknown_word",
+        {
+            "word": word[:40],
+            "commands": ", ".join(_BY_WORD),
+            "envs": ", ".join(config.environments),
+        },
+        FULL_USAGE,
+    )
+
+
+def _branch(branch: str, syntax: str) -> str:
+    try:
+        return git.check_branch(branch)
+    except InvalidBranch as exc:
+        raise UsageError(exc.key, exc.params, syntax) from None
+
+
+def _id(token: str, syntax: str) -> int:
+    match = ID.match(token)
+    value = int(match.group(1)) if match else 0
+    if not 1 <= value <= MAX_ID:
+        raise UsageError("cmd.error.bad_id", {"value": token[:40]}, syntax)
+    return value
+
+
+def _required_id(words: list[_Word], syntax: str, *, extra_ok: bool = False) -> int:
+    if len(words) < 2:
+        raise UsageError("cmd.error.missing_id", {}, syntax)
+    if not extra_ok:
+        _no_more(words, 2, syntax)
+    return _id(words[1].text, syntax)
+
+
+def _no_more(words: list[_Word], allowed: int, syntax: str) -> None:
+    if len(words) > allowed:
+        raise UsageError(
+            "cmd.error.extra_words", {"words": " ".join(w.text for w in words[allowed:])[:80]}, syntax
+        )
+
+
+def _status(token: str) -> str | None:
+    """A status filter written as its value (`failed`) or its label in either language (`部署失败`)."""
+    lowered = token.lower()
+    for status in DeployStatus:
+        labels = {status.value} | {cat[f"status.{status.value}"].lower() for cat in CATALOGUES.values()}
+        if lowered in labels:
+            return status.value
+    return None
