@@ -28,7 +28,11 @@ def config(tmp_path) -> Config:
     raw = {
         "bot": {"admins": ["U0ADMIN01"], "database_url": "sqlite+aiosqlite:///:memory:"},
         "environments": {
-            "production": {"label": "生产环境", "aliases": ["prod", "生产"], "script": str(SCRIPTS / "steps.sh")},
+            "production": {
+                "label": "生产环境",
+                "aliases": ["prod", "生产"],
+                "script": str(SCRIPTS / "steps.sh"),
+            },
             "staging": {"label": "预发布环境", "script": str(SCRIPTS / "steps.sh")},
         },
     }
@@ -52,7 +56,9 @@ def refused(text: str, config: Config) -> UsageError:
         ("生产 main --skip-build", Deploy("production", "main", skip_build=True)),
         (
             "staging main --skip-migrations --skip-build fix  the login   bug",
-            Deploy("staging", "main", skip_build=True, skip_migrations=True, description="fix  the login   bug"),
+            Deploy(
+                "staging", "main", skip_build=True, skip_migrations=True, description="fix  the login   bug"
+            ),
         ),
         ("staging --skip-build", Deploy("staging", None, skip_build=True)),
         ("staging main hotfix for #12", Deploy("staging", "main", description="hotfix for #12")),
