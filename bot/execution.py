@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 1024 * 1024  # stored once this much is waiting (or once a second)
+MAX_CHUNK = 4 * CHUNK_SIZE  # what one transaction takes when output outruns storage
 HIGH_WATER = 8 * CHUNK_SIZE  # past this the pipe waits for storage: back-pressure, not memory
 FLUSH_SECONDS = 1.0
 
@@ -40,6 +41,7 @@ class DeployExecution:
         self._buffer = bytearray()
         self._offset = 0
         self._flushing: asyncio.Task | None = None
+        self._due = False  # a second has passed: flush even a partial chunk
         deploy_vars = {
             "DEPLOY_ID": str(deploy.id),
             "DEPLOY_ENVIRONMENT": deploy.environment,
@@ -118,8 +120,9 @@ class DeployExecution:
             self._flushing = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
-        while self._buffer:
-            data = bytes(self._buffer[:CHUNK_SIZE])
+        # Whole chunks while output pours in; whatever is there once a second is due.
+        while len(self._buffer) >= CHUNK_SIZE or (self._due and self._buffer):
+            data = bytes(self._buffer[:MAX_CHUNK])
             try:
                 async with self.service.db.session() as session:
                     await repo.append_log(session, self.deploy_id, self._offset, data)
@@ -129,16 +132,20 @@ class DeployExecution:
                 continue
             del self._buffer[: len(data)]
             self._offset += len(data)
+            if not self._buffer:
+                self._due = False
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
+            self._due = True
             self._kick()
 
     async def _drain(self) -> None:
         if self._flushing is not None:
             with contextlib.suppress(Exception):
                 await self._flushing
+        self._due = True
         await self._flush()
 
     # --- the end -----------------------------------------------------------------------------

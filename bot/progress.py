@@ -2,7 +2,10 @@
 
 The scanner sees the output once, in the chunks the pipe delivers. It keeps only what it needs (the
 start of an unfinished line and the last lines), so a 200 MB log or a 1 MB line costs no memory,
-and it does its matching with compiled regular expressions over whole chunks, not line by line.
+and it matches over whole chunks of bytes, not line by line: every default pattern starts with a
+literal (a newline and the marker's first characters), which the regex engine finds at memchr speed,
+so scanning keeps up with a script that prints hundreds of megabytes a second. Only what is shown
+(titles, tail lines, the error line) is ever decoded.
 """
 
 from __future__ import annotations
@@ -17,12 +20,18 @@ MAX_TAIL_LINE = 500
 TAIL_LINES = 60
 STEP_LINES = 15  # lines of the previous step quoted under each new step
 
+# Each default pattern is found by its literal start (bytes.find is far faster than a regex
+# search), then matched there. The scanner puts a newline before every chunk of whole lines.
+_COUNT = rb"(?P<n>\d{1,4})/(?P<m>\d{1,4})"
+_TITLE = rb"[ \t]*(?P<title>[^\r\n]*)"
 DEFAULT_STEP_PATTERNS = (
-    re.compile(r"^(?:==>[ \t]*)?\[(?P<n>\d{1,4})/(?P<m>\d{1,4})\][ \t]*(?P<title>[^\r\n]*)", re.M),
-    re.compile(r"^Step[ \t]+(?P<n>\d{1,4})/(?P<m>\d{1,4}):?[ \t]*(?P<title>[^\r\n]*)", re.M),
+    (b"\n[", re.compile(rb"\n\[" + _COUNT + rb"\]" + _TITLE)),
+    (b"\n==>", re.compile(rb"\n==>[ \t]*\[" + _COUNT + rb"\]" + _TITLE)),
+    (b"\nStep", re.compile(rb"\nStep[ \t]+" + _COUNT + rb":?" + _TITLE)),
 )
-COMMIT_LINE = re.compile(r"^DEPLOY_COMMIT=([0-9a-f]{40})[ \t\r]*$", re.M)
-ERROR_WORD = re.compile(r"\b(?:error|fatal|failed|failure|exception|traceback|panic)\b", re.I)
+COMMIT_LINE = (b"\nDEPLOY_COMMIT=", re.compile(rb"\nDEPLOY_COMMIT=([0-9a-f]{40})[ \t\r]*(?=\n)"))
+ERROR_WORDS = (b"error", b"fatal", b"failed", b"failure", b"exception", b"traceback", b"panic")
+ERROR_WINDOW = 256 * 1024  # the error line is looked for in the last this-many bytes of output
 
 
 @dataclass(frozen=True)
@@ -41,10 +50,12 @@ class CommitReported:
 
 class OutputScanner:
     def __init__(self, step_pattern: str | None = None) -> None:
-        self.patterns = (re.compile(step_pattern, re.M),) if step_pattern else DEFAULT_STEP_PATTERNS
-        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self.error_line: str | None = None
-        self._since_step: deque[str] = deque(maxlen=STEP_LINES)
+        # A custom pattern is matched against each line's UTF-8 bytes, anchored with ^ / $.
+        self.custom = re.compile(step_pattern.encode(), re.M) if step_pattern else None
+        self._recent = bytearray()  # the last ERROR_WINDOW bytes, searched for an error when asked
+        # raw lines, decoded only when shown
+        self._tail: deque[bytes] = deque(maxlen=TAIL_LINES)
+        self._since_step: deque[bytes] = deque(maxlen=STEP_LINES)
         self._partial = bytearray()
         self._partial_full = False
 
@@ -68,10 +79,15 @@ class OutputScanner:
         return self._scan(rest)
 
     @property
+    def tail(self) -> list[str]:
+        """The last lines printed, clipped for display."""
+        return [_clip(line) for line in self._tail]
+
+    @property
     def last_error(self) -> str:
         """The last line that looks like an error, else the last non-empty line."""
-        if self.error_line:
-            return self.error_line
+        if error := self.error_line:
+            return error
         return next((line for line in reversed(self.tail) if line.strip()), "")
 
     def _keep_partial(self, data: bytes) -> None:
@@ -82,46 +98,77 @@ class OutputScanner:
         self._partial_full = len(data) >= room
 
     def _scan(self, chunk: bytes) -> list[Step | CommitReported]:
-        text = chunk.decode("utf-8", errors="replace")
+        text = b"\n" + chunk if chunk.endswith(b"\n") else b"\n" + chunk + b"\n"
         found: list[tuple[int, Step | CommitReported]] = []
-        for pattern in self.patterns:
-            for match in pattern.finditer(text):
-                step = _step_from(match)
-                if step:
-                    found.append((match.start(), step))
-        found.extend((m.start(), CommitReported(m.group(1))) for m in COMMIT_LINE.finditer(text))
-        self._note_error(text)
-        _extend_tail(self.tail, text, TAIL_LINES)
+        for start, match in self._step_matches(text):
+            if step := _step_from(match):
+                found.append((start, step))
+        for start, match in _matches(text, *COMMIT_LINE):
+            found.append((start, CommitReported(match.group(1).decode())))
+        self._remember(chunk)
+        _extend_tail(self._tail, text, TAIL_LINES)
         events: list[Step | CommitReported] = []
         pos = 0
         for start, event in sorted(found, key=lambda item: item[0]):
             if isinstance(event, Step):
                 _extend_tail(self._since_step, text[pos:start], STEP_LINES)
-                event = replace(event, lines_before=tuple(self._since_step))
+                event = replace(event, lines_before=tuple(_clip(line) for line in self._since_step))
                 self._since_step.clear()
-                end = text.find("\n", start)
-                pos = len(text) if end < 0 else end + 1
+                pos = text.find(b"\n", start + 1)
             events.append(event)
         _extend_tail(self._since_step, text[pos:], STEP_LINES)
         return events
 
-    def _note_error(self, text: str) -> None:
-        last = None
-        for last in ERROR_WORD.finditer(text):  # noqa: B007 - only the last match matters
-            pass
-        if last is not None:
-            start = text.rfind("\n", 0, last.start()) + 1
-            end = text.find("\n", last.end())
-            self.error_line = _clip(text[start : end if end >= 0 else len(text)])
+    def _step_matches(self, text: bytes):
+        if self.custom is not None:
+            return ((m.start(), m) for m in self.custom.finditer(text))
+        return (hit for needle, pattern in DEFAULT_STEP_PATTERNS for hit in _matches(text, needle, pattern))
+
+    def _remember(self, chunk: bytes) -> None:
+        self._recent += chunk[-ERROR_WINDOW:]
+        if len(self._recent) > 2 * ERROR_WINDOW:
+            del self._recent[:-ERROR_WINDOW]
+
+    @property
+    def error_line(self) -> str | None:
+        """The last line with an error word (whole word, any case) in the recent output."""
+        text = b"\n" + bytes(self._recent[-ERROR_WINDOW:]) + b"\n"
+        lowered = text.lower()
+        best = -1
+        for word in ERROR_WORDS:
+            end = len(lowered)
+            while (at := lowered.rfind(word, 0, end)) > best:
+                after = at + len(word)
+                if not _is_word_byte(lowered[at - 1]) and not _is_word_byte(lowered[after]):
+                    best = at
+                    break
+                end = at
+        if best < 0:
+            return None
+        start = text.rfind(b"\n", 0, best) + 1
+        return _clip(text[start : text.find(b"\n", best)])
 
 
-def _extend_tail(tail: deque[str], text: str, keep: int) -> None:
-    if text:
-        tail.extend(_clip(line) for line in text.rstrip("\n").rsplit("\n", keep)[-keep:])
+def _matches(text: bytes, needle: bytes, pattern: re.Pattern):
+    at = text.find(needle)
+    while at >= 0:
+        if match := pattern.match(text, at):
+            yield at, match
+        at = text.find(needle, at + 1)
 
 
-def _clip(line: str) -> str:
-    line = line.rstrip("\r")
+def _is_word_byte(byte: int) -> bool:
+    return byte == 95 or 48 <= byte <= 57 or 97 <= byte <= 122  # _ 0-9 a-z (text is lowered)
+
+
+def _extend_tail(tail: deque[bytes], text: bytes, keep: int) -> None:
+    lines = text.strip(b"\n").rsplit(b"\n", keep)[-keep:]
+    if lines != [b""]:
+        tail.extend(lines)
+
+
+def _clip(raw: bytes) -> str:
+    line = raw[: MAX_TAIL_LINE * 4].decode("utf-8", errors="replace").rstrip("\r")
     return line if len(line) <= MAX_TAIL_LINE else line[: MAX_TAIL_LINE - 1] + "…"
 
 
@@ -134,7 +181,7 @@ def _step_from(match: re.Match) -> Step | None:
         return None
     if number < 1 or (total is not None and (total < 1 or number > total)):
         return None
-    title = (groups.get("title") or "").strip()[:200]
+    title = (groups.get("title") or b"").decode("utf-8", errors="replace").strip()[:200]
     return Step(number, total, title)
 
 

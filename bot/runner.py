@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import fcntl
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,9 @@ from typing import Protocol
 
 from bot.progress import CommitReported, OutputScanner, Step
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024
+PIPE_SIZE = 1024 * 1024  # a chatty script writes on while we store what it wrote
+STREAM_LIMIT = 4 * READ_SIZE  # asyncio pauses the pipe past twice this much unread output
 DRAIN_SECONDS = 2.0
 SECRET_PREFIXES = ("SLACK_", "DEPLOYBOT_")
 SECRET_NAMES = frozenset({"DATABASE_URL", "TEST_DATABASE_URL", "PGPASSWORD"})
@@ -105,11 +108,13 @@ class ScriptRun:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                limit=STREAM_LIMIT,
             )
         except OSError as exc:
             return RunResult(Outcome.SPAWN_FAILED, detail=f"{self.spec.argv[0]}: {exc.strerror or exc}")
 
         proc = self._proc
+        _widen_pipe(proc.stdout)
         pump = asyncio.create_task(self._pump(proc.stdout))
         try:
             await self.events.started(proc.pid)
@@ -171,6 +176,15 @@ class ScriptRun:
         else:
             outcome = Outcome.FAILED
         return RunResult(outcome, code, self.scanner.last_error, tail)
+
+
+def _widen_pipe(stream: asyncio.StreamReader) -> None:
+    """Grow the pipe from 64 KiB so reads are large and the script rarely waits on us (Linux)."""
+    transport = getattr(stream, "_transport", None)
+    fd = transport.get_extra_info("pipe").fileno() if transport else None
+    if fd is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
 async def _exited(proc: asyncio.subprocess.Process) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ACTIVE_STATUSES, FINISHED_STATUSES, Deploy, LogChunk, Status, sources_of, utcnow
@@ -219,7 +219,7 @@ async def recent_durations(session: AsyncSession, environment: str, limit: int =
 
 
 async def append_log(session: AsyncSession, deploy_id: int, offset: int, data: bytes) -> None:
-    session.add(LogChunk(deploy_id=deploy_id, offset=offset, data=data))
+    await session.execute(insert(LogChunk).values(deploy_id=deploy_id, offset=offset, data=data))
     await update_deploy(session, deploy_id, log_size=offset + len(data))
 
 
