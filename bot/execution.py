@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 from bot.i18n import t
@@ -84,7 +85,14 @@ class DeployExecution:
 
     async def started(self, pid: int) -> None:
         async with self.service.db.session() as session:
-            moved = await repo.transition(session, self.deploy_id, Status.RUNNING, started_at=utcnow())
+            moved = await repo.transition(
+                session,
+                self.deploy_id,
+                Status.RUNNING,
+                started_at=utcnow(),
+                runner_host=socket.gethostname(),
+                runner_pid=pid,
+            )
         if not moved:  # cancelled or reaped while pending
             self.run.cancel()
             return

@@ -178,6 +178,22 @@ class ScriptRun:
         return RunResult(outcome, code, self.scanner.last_error, tail)
 
 
+def stop_orphan(pid: int, deploy_id: int) -> bool:
+    """Kill the process group of a deploy script whose bot died, if it is still running here.
+
+    The group leader must still carry that deploy's DEPLOY_ID in its environment, so a recycled
+    pid is never touched. Returns True when a group was killed.
+    """
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    if f"DEPLOY_ID={deploy_id}".encode() not in environ.split(b"\0"):
+        return False
+    _signal_group(pid, signal.SIGKILL)
+    return True
+
+
 def _widen_pipe(stream: asyncio.StreamReader) -> None:
     """Grow the pipe from 64 KiB so reads are large and the script rarely waits on us (Linux)."""
     transport = getattr(stream, "_transport", None)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +37,7 @@ from bot.events import DeployFinished as Finished
 from bot.execution import DeployExecution
 from bot.i18n import Text, t
 from bot.progress import Step, estimate_seconds
+from bot.runner import stop_orphan
 from storage import repository as repo
 from storage.db import Database
 from storage.models import Deploy, Status, utcnow
@@ -318,7 +320,11 @@ class DeployService:
         reaped = []
         async with self.db.session() as session:
             stale = await repo.stale_deploys(session, cutoff, exclude=self.running_ids)
-        for deploy_id in stale:
+        here = socket.gethostname()
+        for deploy in stale:
+            deploy_id = deploy.id
+            if deploy.runner_host == here and deploy.runner_pid and stop_orphan(deploy.runner_pid, deploy_id):
+                log.warning("deploy #%s: stopped the script its dead bot left running", deploy_id)
             async with self.db.session() as session:
                 if await repo.transition(session, deploy_id, Status.FAILED, error_message=message):
                     reaped.append(deploy_id)

@@ -134,6 +134,9 @@ class Deploy(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_by: Mapped[str | None] = mapped_column(String(255))
     cancelled_by: Mapped[str | None] = mapped_column(String(255))
+    # where the script runs, so a restarted bot on the same host can stop a script it orphaned
+    runner_host: Mapped[str | None] = mapped_column(String(255))
+    runner_pid: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         # The database itself keeps one pending/running deploy per environment, across processes.

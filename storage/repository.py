@@ -145,11 +145,11 @@ async def heartbeat(session: AsyncSession, deploy_ids: Sequence[int]) -> dict[in
     return {deploy_id: user for deploy_id, user in rows}
 
 
-async def stale_deploys(session: AsyncSession, cutoff: datetime, exclude: Sequence[int] = ()) -> list[int]:
-    query = select(Deploy.id).where(Deploy.status.in_(_ACTIVE), Deploy.heartbeat_at < cutoff)
+async def stale_deploys(session: AsyncSession, cutoff: datetime, exclude: Sequence[int] = ()) -> list[Deploy]:
+    query = select(Deploy).where(Deploy.status.in_(_ACTIVE), Deploy.heartbeat_at < cutoff)
     if exclude:
         query = query.where(Deploy.id.not_in(exclude))
-    return list((await session.execute(query)).scalars())
+    return list((await session.execute(query.order_by(Deploy.id))).scalars())
 
 
 # --- history -------------------------------------------------------------------------------------

@@ -167,3 +167,18 @@ async def test_custom_step_pattern_replaces_the_default(tmp_path, pattern):
     await ScriptRun(spec, rec).execute()
     titles = [s.title for s in rec.steps]
     assert titles == (["default"] if pattern is None else ["custom"])
+
+
+async def test_stop_orphan_only_touches_the_deploys_own_script(tmp_path):
+    from bot.runner import stop_orphan
+
+    rec = Recorder()
+    run = ScriptRun(spec_for(tmp_path, "echo up\nsleep 30\n", env={"DEPLOY_ID": "41"}), rec)
+    task = asyncio.create_task(run.execute())
+    while rec.pid is None or b"up" not in rec.data:
+        await asyncio.sleep(0.05)
+    assert stop_orphan(rec.pid, 42) is False  # another deploy's id: a recycled pid is left alone
+    assert stop_orphan(os.getpid(), 41) is False
+    assert stop_orphan(rec.pid, 41) is True
+    result = await asyncio.wait_for(task, 20)
+    assert result.exit_code == -signal.SIGKILL

@@ -372,8 +372,9 @@ async def test_a_killed_bot_leaves_a_deploy_the_next_bot_reaps(make_config, tmp_
         assert done.state is Status.FAILED and done.error_message.startswith("interrupted")
         log = (await service.logs(deploy.id)).data
         assert b"[1/3] waiting" in log
-    # the orphaned script is still running in its own process group: end it
-    os.killpg(int(log.split(b"(pid ")[1].split(b")")[0]), signal.SIGKILL)
+        # the script the dead bot orphaned was stopped by the reaper
+        assert done.runner_pid == int(log.split(b"(pid ")[1].split(b")")[0])
+        assert await gone(done.runner_pid)
 
 
 # --- retention -------------------------------------------------------------------------------------
