@@ -311,12 +311,36 @@ async def test_refused_block_kit_is_answered_and_recorded(fake: FakeSlack, clien
     with pytest.raises(SlackApiError) as too_many:
         await client.chat_postMessage(channel=CHANNEL, text="x", blocks=[section(str(n)) for n in range(51)])
     assert too_many.value.response["error"] == "invalid_blocks"
-    assert too_many.value.response["errors"] == ["no more than 50 items allowed [json-pointer:/blocks]"]
+    assert "no more than 50 items allowed [json-pointer:/blocks]" in too_many.value.response["errors"]
     with pytest.raises(SlackApiError) as big_view:
         await client.views_open(trigger_id="1.2.x", view={**DEPLOY_MODAL, "blocks": [section("x")] * 101})
     assert big_view.value.response["error"] == "invalid_arguments"
     assert [v.method for v in fake.violations] == ["chat.postMessage", "views.open"]
     assert not fake.channel_history(CHANNEL) and not fake.views
+    fake.violations.clear()  # refused on purpose
+
+
+async def test_block_kit_is_checked_by_blockkit(fake: FakeSlack, client: AsyncWebClient) -> None:
+    with pytest.raises(SlackApiError) as long_text:
+        await client.chat_postMessage(channel=CHANNEL, text="x", blocks=[section("x" * 3001)])
+    assert "3000" in long_text.value.response["errors"][0]
+    with pytest.raises(SlackApiError), pytest.warns(UserWarning, match="text"):  # slack_sdk warns as well
+        await client.chat_update(channel=CHANNEL, ts="1.000001", blocks=[section("no text fallback")])
+    with pytest.raises(SlackApiError):
+        await client.views_open(
+            trigger_id="1.2.x", view={**DEPLOY_MODAL, "title": plain("a title far too long for a modal")}
+        )
+    home = await AsyncWebhookClient(fake.response_url(channel=CHANNEL, user=ADMIN)).send(
+        text="", blocks=[section("")]
+    )
+    assert home.status_code == 400
+    assert [v.method for v in fake.violations] == [
+        "chat.postMessage",
+        "chat.update",
+        "views.open",
+        "response_url",
+    ]
+    assert not fake.messages and not fake.views and not fake.ephemerals(ADMIN)
     fake.violations.clear()  # refused on purpose
 
 
