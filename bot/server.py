@@ -1,0 +1,117 @@
+"""`deploybot serve`: the deploy service, the REST API and health, and the Slack app, in one process.
+
+Socket Mode when SLACK_APP_TOKEN is set (no public URL needed; the HTTP server still serves the
+REST API and /healthz), else HTTP mode with Slack's requests at POST /slack/events. SIGTERM or
+SIGINT stops it cleanly: running deploys end as interrupted, the notifier writes their final cards,
+then the server and the database close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+from bot.app import Runtime, create_web_app, start_runtime
+from bot.config import Config, ConfigError
+from bot.notifier import Timing
+from bot.slack_app import SLACK_PATH, SlackBot, create_client, create_slack_bot
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 10.0
+
+
+@dataclass
+class Server:
+    runtime: Runtime
+    slack: SlackBot
+    runner: web.AppRunner
+    socket: AsyncSocketModeHandler | None
+
+    @property
+    def port(self) -> int:
+        return self.runner.addresses[0][1]
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            await self.socket.close_async()
+        await self.runner.cleanup()  # no new requests
+        await self.slack.finish_listeners(SHUTDOWN_SECONDS)
+        await self.runtime.service.close()  # deploys still running end as interrupted...
+        await self.slack.close(SHUTDOWN_SECONDS)  # ...and their final state reaches Slack
+        await self.runtime.close()
+
+
+def check_secrets(config: Config) -> None:
+    secrets = config.secrets
+    if not secrets.slack_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is not set (the bot's xoxb- token)")
+    if not secrets.slack_app_token and not secrets.slack_signing_secret:
+        raise ConfigError("set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
+
+
+async def start_server(
+    config: Config,
+    host: str,
+    port: int,
+    *,
+    base_env: dict[str, str] | None = None,
+    timing: Timing | None = None,
+) -> Server:
+    """Start everything and return once it listens (port 0 picks a free port: `server.port`)."""
+    check_secrets(config)
+    runtime = await start_runtime(config, base_env=base_env)
+    runner: web.AppRunner | None = None
+    try:
+        web_app = create_web_app(runtime)
+        client = create_client(config)
+        socket_mode = bool(config.secrets.slack_app_token)
+        slack = create_slack_bot(
+            config,
+            runtime.service,
+            client,
+            signing_secret=None if socket_mode else config.secrets.slack_signing_secret,
+            timing=timing,
+        )
+        if not socket_mode:
+            slack.mount(web_app, SLACK_PATH)
+        runner = web.AppRunner(web_app, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        socket = None
+        if socket_mode:
+            socket = AsyncSocketModeHandler(slack.app, config.secrets.slack_app_token, web_client=client)
+            await socket.connect_async()
+    except BaseException:
+        if runner is not None:
+            await runner.cleanup()
+        await runtime.close()
+        raise
+    return Server(runtime, slack, runner, socket)
+
+
+async def serve(config: Config, host: str, port: int) -> int:
+    try:
+        server = await start_server(config, host, port)
+    except ConfigError as exc:
+        print(f"deploybot: {exc}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    mode = "Socket Mode" if server.socket else f"HTTP mode, Slack at {SLACK_PATH}"
+    print(f"deploybot listening on http://{host}:{server.port} ({mode})", file=sys.stderr)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await server.close()
+    return 0

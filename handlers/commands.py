@@ -1,0 +1,94 @@
+"""`/deploy`: parse (bot/commands.py), call the service, render, answer ephemerally.
+
+Starting something (deploy, rollback, cancel, a modal) acks first and works after; read-only
+answers (help, history, status) are small enough to go in the ack itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import commands, render
+from bot.i18n import t
+from handlers import Reply, guarded
+from handlers.views import open_deploy_modal, open_log_modal
+
+if TYPE_CHECKING:
+    from bot.slack_app import SlackContext
+
+HISTORY_PAGE_SIZE = 10
+MAX_BLOCKS = 50
+
+
+def register(app: AsyncApp) -> None:
+    app.command("/deploy")(guarded(handle_deploy_command))
+
+
+async def handle_deploy_command(
+    ack: AsyncAck, command: dict, client: AsyncWebClient, ctx: SlackContext, reply: Reply
+) -> None:
+    parsed = commands.parse(command.get("text") or "", ctx.config)
+    user, channel, trigger_id = command["user_id"], command["channel_id"], command["trigger_id"]
+    key = f"slack:{trigger_id}"  # slash commands carry no retry id; trigger_id is per invocation
+    service, locale = ctx.service, ctx.locale
+    match parsed:
+        case commands.Open():
+            await ack()
+            await open_deploy_modal(ctx, client, trigger_id, channel=channel)
+        case commands.Help():
+            await reply(render.help_message(commands.help_rows(locale), locale))
+        case commands.Deploy(env, branch, skip_build, skip_migrations, description):
+            await ack()
+            deploy = await service.trigger(
+                env,
+                branch,
+                user=user,
+                description=description,
+                skip_build=skip_build,
+                skip_migrations=skip_migrations,
+                channel=channel,
+                request_key=key,
+            )
+            await reply.card_problems(ctx, deploy)
+        case commands.Rollback(target_id, reason):
+            await ack()
+            deploy = await service.rollback(
+                target_id, user=user, reason=reason, channel=channel, request_key=key
+            )
+            await reply.card_problems(ctx, deploy)
+        case commands.Cancel(deploy_id):
+            await ack()
+            await service.cancel(deploy_id, user=user)
+            await reply(render.notice(t(locale, "cmd.cancel_requested", deploy_id=deploy_id)))
+        case commands.Logs(deploy_id):
+            await service.get(deploy_id)  # an unknown id is answered here, before the ack
+            await ack()
+            await open_log_modal(ctx, client, trigger_id, deploy_id)
+        case commands.History(env, status, page):
+            result = await service.history(env, status, page, page_size=HISTORY_PAGE_SIZE)
+            await reply(render.history_message(result, ctx.config, locale, environment=env, status=status))
+        case commands.Status(deploy_id):
+            await reply(await status_message(ctx, deploy_id))
+
+
+async def status_message(ctx: SlackContext, deploy_id: int | None) -> render.Message:
+    """The card of one deploy, or of the latest deploy of every environment."""
+    if deploy_id is not None:
+        deploys = [await ctx.service.get(deploy_id)]
+    else:
+        deploys = []
+        for name in ctx.config.environments:
+            deploys.extend((await ctx.service.history(name, page_size=1)).items)
+    if not deploys:
+        return render.notice(t(ctx.locale, "cmd.no_deploys"))
+    cards = [render.deploy_card(d, await ctx.notifier.card_context(d), ctx.locale) for d in deploys]
+    blocks: list[dict] = []
+    for card in cards:
+        if len(blocks) + len(card.blocks) > MAX_BLOCKS:
+            break
+        blocks.extend(card.blocks)
+    return render.Message(text="\n".join(card.text for card in cards), blocks=blocks)

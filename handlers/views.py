@@ -1,0 +1,211 @@
+"""Modals: opening the deploy, rollback, log and history modals, and the two submissions.
+
+A submission is checked by the service itself before the modal closes: the deploy (or rollback)
+is asked for at once and, if the service refuses, the refusal is shown on the field it concerns
+(`response_action: errors`). Should the service take longer than Slack's 3 seconds allow (a slow
+remote repository), the modal closes and the outcome arrives as a message instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import render
+from bot.errors import (
+    DeployError,
+    DescriptionTooLong,
+    InvalidBranch,
+    RepoUnavailable,
+    UnknownBranch,
+)
+from bot.i18n import t
+from handlers import Reply, guarded, metadata
+from storage.models import Deploy
+
+if TYPE_CHECKING:
+    from bot.slack_app import SlackContext
+
+ACK_BUDGET = 2.0  # seconds the service gets to answer before the modal must close
+MAX_FIELD_ERROR = 300
+DEPLOY_FIELDS: dict[type[DeployError], str] = {
+    InvalidBranch: "branch",
+    UnknownBranch: "branch",
+    RepoUnavailable: "branch",
+    DescriptionTooLong: "description",
+}
+
+
+def register(app: AsyncApp) -> None:
+    app.view("deploy_modal")(guarded(handle_deploy_submission))
+    app.view("rollback_modal")(guarded(handle_rollback_submission))
+    app.view_closed("deploy_modal")(guarded(handle_modal_closed))
+
+
+# --- opening modals -------------------------------------------------------------------------
+
+
+async def open_modal(client: AsyncWebClient, trigger_id: str, view: dict, *, push: bool = False) -> None:
+    """Open `view`, or stack it on top when the click came from a modal already open."""
+    if push:
+        await client.views_push(trigger_id=trigger_id, view=view)
+    else:
+        await client.views_open(trigger_id=trigger_id, view=view)
+
+
+async def open_deploy_modal(
+    ctx: SlackContext, client: AsyncWebClient, trigger_id: str, *, channel: str | None, push: bool = False
+) -> None:
+    meta = json.dumps({"channel_id": channel})
+    await open_modal(
+        client, trigger_id, render.deploy_modal(ctx.config, ctx.locale, metadata=meta), push=push
+    )
+
+
+async def open_log_modal(
+    ctx: SlackContext, client: AsyncWebClient, trigger_id: str, deploy_id: int, *, push: bool = False
+) -> None:
+    await open_modal(client, trigger_id, await log_modal(ctx, deploy_id), push=push)
+
+
+async def log_modal(ctx: SlackContext, deploy_id: int) -> dict:
+    tail = await ctx.service.log_tail(deploy_id)
+    env = ctx.config.environments.get(tail.deploy.environment)
+    return render.log_modal(tail.deploy, env, tail.text, ctx.locale, truncated=tail.offset > 0)
+
+
+async def open_rollback_modal(
+    ctx: SlackContext,
+    client: AsyncWebClient,
+    trigger_id: str,
+    target: Deploy,
+    *,
+    undo: Deploy | None,
+    channel: str | None,
+    push: bool = False,
+) -> None:
+    """Ask for a reason before rolling back to `target`; refuses at once if it is not eligible."""
+    await ctx.service.check_rollback_target(target)
+    meta = json.dumps({"target_id": target.id, "undo_id": undo.id if undo else None, "channel_id": channel})
+    env = ctx.config.environments.get(target.environment)
+    view = render.rollback_modal(target, env, ctx.locale, metadata=meta, undo=undo)
+    await open_modal(client, trigger_id, view, push=push)
+
+
+def history_modal(message: render.Message, locale: str) -> dict:
+    """The history message shown as a modal, for clicks that have no channel to answer in
+    (App Home)."""
+    return {
+        "type": "modal",
+        "callback_id": "deploy_history",
+        "title": {"type": "plain_text", "text": t(locale, "cmd.history_title")},
+        "close": {"type": "plain_text", "text": t(locale, "cmd.close")},
+        "blocks": message.blocks,
+    }
+
+
+# --- submissions ----------------------------------------------------------------------------
+
+
+async def handle_deploy_submission(
+    ack: AsyncAck, body: dict, view: dict, ctx: SlackContext, reply: Reply
+) -> None:
+    values = view["state"]["values"]
+    env = ((_field(values, "env", "env_select") or {}).get("selected_option") or {}).get("value")
+    options = {
+        o["value"]
+        for o in (_field(values, "options", "options_checkboxes") or {}).get("selected_options") or []
+    }
+    user = body["user"]["id"]
+    start = ctx.service.trigger(
+        env or "",
+        ((_field(values, "branch", "branch_input") or {}).get("value") or "").strip() or None,
+        user=user,
+        description=(_field(values, "description", "description_input") or {}).get("value") or "",
+        skip_build="skip_build" in options,
+        skip_migrations="skip_migrations" in options,
+        channel=_card_channel(ctx, view, user),
+        request_key=request_key(body),
+    )
+    deploy = await _submit(ack, ctx, start, DEPLOY_FIELDS, default_field="env")
+    if deploy is not None:
+        await reply.card_problems(ctx, deploy)
+
+
+async def handle_rollback_submission(
+    ack: AsyncAck, body: dict, view: dict, ctx: SlackContext, reply: Reply
+) -> None:
+    meta = metadata(view)
+    user = body["user"]["id"]
+    start = ctx.service.rollback(
+        int(meta.get("target_id") or 0),
+        user=user,
+        reason=(_field(view["state"]["values"], "reason", "reason_input") or {}).get("value") or "",
+        channel=_card_channel(ctx, view, user),
+        request_key=request_key(body),
+    )
+    deploy = await _submit(ack, ctx, start, {}, default_field="reason")
+    if deploy is not None:
+        await reply.card_problems(ctx, deploy)
+
+
+async def handle_modal_closed(ack: AsyncAck) -> None:
+    await ack()
+
+
+def request_key(body: dict) -> str:
+    """The idempotency key of the start a modal asks for. A modal's view id is unique to that
+    opened modal, so a double-submitted (or redelivered) modal starts one deploy, not two; a
+    refused submission wrote nothing, so fixing the field and submitting again still works."""
+    view_id = (body.get("view") or {}).get("id")
+    return f"slack:view:{view_id}" if view_id else f"slack:{body['trigger_id']}"
+
+
+async def _submit(
+    ack: AsyncAck,
+    ctx: SlackContext,
+    start: Awaitable[Deploy],
+    fields: dict[type[DeployError], str],
+    *,
+    default_field: str,
+) -> Deploy | None:
+    """Ask the service; if it refuses in time, show why on the field concerned."""
+    task = asyncio.ensure_future(start)
+    done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET)
+    if not done:
+        await ack()
+        return await task  # a refusal now goes to the user as a message (see `guarded`)
+    try:
+        deploy = task.result()
+    except DeployError as exc:
+        field = fields.get(type(exc), default_field)
+        await ack(response_action="errors", errors={field: exc.message(ctx.locale)[:MAX_FIELD_ERROR]})
+        return None
+    await ack()
+    return deploy
+
+
+def _card_channel(ctx: SlackContext, view: dict, user: str) -> str:
+    """Where the card goes: the channel the modal was opened from, else the notify channel, else
+    the user's DM with the app (a modal opened from App Home)."""
+    return metadata(view).get("channel_id") or ctx.config.bot.notify_channel or user
+
+
+def _field(values: dict, block_id: str, action_id: str) -> dict | None:
+    return (values.get(block_id) or {}).get(action_id)
+
+
+async def update_view(client: AsyncWebClient, view: dict, new_view: dict) -> None:
+    """Replace an open modal; a `hash_conflict` means someone else just replaced it: theirs wins."""
+    try:
+        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "hash_conflict":
+            raise

@@ -1,0 +1,92 @@
+"""Slack misbehaving never fails or blocks a deploy, and the final state always reaches the card;
+who may act is decided by config admins and Slack user groups."""
+# The bot fixtures are imported from tests/slackbot_fixtures.py; pytest injects them by name.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.i18n import t
+from bot.slack_local import Answer
+from storage.models import Status
+from tests.fakeslack import FakeSlack
+from tests.slackbot_fixtures import ADMIN, GUEST, bot, start_bot, texts  # noqa: F401 (fixtures)
+from tests.test_slack_deploy import action_ids
+
+
+class OutageSlack(FakeSlack):
+    """A FakeSlack whose Web API answers 503 while `down` is set."""
+
+    down = False
+
+    def intercept(self, method: str, params: dict[str, Any]) -> Answer | None:
+        if self.down:
+            return Answer(503, "<html><body>Service Unavailable</body></html>", content_type="text/html")
+        return super().intercept(method, params)
+
+
+async def test_429_storm_during_a_deploy_is_waited_out(start_bot) -> None:
+    bot = await start_bot(step_sleep="0.1")
+    bot.fake.fail("chat.postMessage", 429, retry_after=0, times=3)
+    bot.fake.fail("chat.update", 429, retry_after=1, times=1)
+
+    await bot.command("/deploy production main")
+    deploy = await bot.finished()
+    assert deploy.state is Status.SUCCESS
+
+    assert sum(1 for call in bot.fake.calls if call.status == 429) == 4
+    card = bot.card(deploy.id)
+    assert "cancel_deploy" not in action_ids(card) and "view_logs" in action_ids(card)
+    replies = bot.thread_replies(deploy.id)
+    assert [f"{n}/7" in texts(reply) for n, reply in enumerate(replies[:7], start=1)] == [True] * 7
+    assert f"<@{ADMIN}>" in texts(replies[-1])
+
+
+async def test_slack_down_does_not_block_the_deploy_and_the_final_card_comes_later(start_bot) -> None:
+    bot = await start_bot(fake=OutageSlack(), step_sleep="0.2")
+    await bot.command("/deploy production main")
+    deploy = await bot.deploy()
+    await bot.wait_for(lambda: bot.has_card(deploy.id))
+
+    bot.fake.down = True
+    while not (deploy := await bot.service.get(deploy.id)).state.is_finished:
+        await bot.service.wait_idle()
+    assert deploy.state is Status.SUCCESS, "the deploy finished while Slack was down"
+    assert len(bot.thread_replies(deploy.id)) < 8
+
+    await bot.wait_for(lambda: any(call.status == 503 for call in bot.fake.calls))
+    bot.fake.down = False
+    await bot.settle()
+    card = bot.card(deploy.id)
+    assert "cancel_deploy" not in action_ids(card), "the card shows the final state"
+    replies = bot.thread_replies(deploy.id)
+    assert len(replies) == 8
+    assert [f"{n}/7" in texts(reply) for n, reply in enumerate(replies[:7], start=1)] == [True] * 7
+
+
+async def test_rest_deploys_are_announced_in_the_notify_channel(start_bot) -> None:
+    bot = await start_bot(bot={"notify_channel": "C0NOTIFY1"})
+    deploy = await bot.service.trigger("production", user="api:ci", source="api")
+    await bot.finished()
+    assert bot.card(deploy.id)["channel"] == "C0NOTIFY1"
+    assert (await bot.service.get(deploy.id)).slack_channel == "C0NOTIFY1"
+
+    # a CLI deploy has no channel to go to: no message at all
+    await bot.service.trigger("staging", user="ops", source="cli")
+    await bot.finished(2)
+    assert len([c for c in bot.calls("chat.postMessage") if not c.params.get("thread_ts")]) == 1
+
+
+async def test_members_of_admin_groups_may_deploy_and_membership_is_cached(start_bot) -> None:
+    bot = await start_bot(bot={"admins": [], "admin_groups": ["S0DEPLOYRS"]})
+    bot.fake.set_group("S0DEPLOYRS", [GUEST])
+
+    await bot.command("/deploy production main", user=GUEST)
+    deploy = await bot.finished()
+    assert deploy.deployed_by == GUEST
+
+    reply = await bot.command("/deploy help", user=ADMIN)
+    assert t("zh", "error.not_admin") in texts(reply.json())
+    await bot.command("/deploy help", user=GUEST)
+    assert len(bot.calls("usergroups.users.list")) == 1

@@ -1,0 +1,54 @@
+"""Socket Mode: the same app over a WebSocket the fake opens through apps.connections.open."""
+# The bot fixtures are imported from tests/slackbot_fixtures.py; pytest injects them by name.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from bot.i18n import t
+from bot.slack_local import (
+    app_home_opened_event,
+    event_callback,
+    new_trigger_id,
+    slash_command_form,
+    socket_envelope,
+)
+from storage.models import Status
+from tests.slackbot_fixtures import ADMIN, CHANNEL, bot, start_bot, texts  # noqa: F401 (fixtures)
+
+
+def command(text: str, user: str = ADMIN) -> dict:
+    form = slash_command_form(
+        text,
+        user_id=user,
+        user_name=user.lower(),
+        channel_id=CHANNEL,
+        channel_name="deploys",
+        response_url="http://127.0.0.1:9/commands/T0DEPLOY1/1/unused",
+        trigger_id=new_trigger_id(),
+    )
+    return socket_envelope(form)
+
+
+async def test_socket_mode_commands_events_and_redeliveries(start_bot) -> None:
+    bot = await start_bot(socket_mode=True)
+    await bot.fake.wait_socket()
+    assert bot.calls("apps.connections.open")
+
+    ack = await bot.fake.send_envelope(command("help"))
+    assert t("zh", "cmd.help.rollback") in texts(ack["payload"])
+
+    await bot.fake.send_envelope(command("production main"))
+    deploy = await bot.finished()
+    assert deploy.state is Status.SUCCESS and bot.card(deploy.id)["channel"] == CHANNEL
+    assert len(bot.thread_replies(deploy.id)) == 8
+
+    event = event_callback(app_home_opened_event(ADMIN, "D0DEPLOYA1"), "Ev0SOCKET01")
+    await bot.fake.send_envelope(socket_envelope(event))
+    await bot.fake.send_envelope(socket_envelope(event, retry_attempt=1, retry_reason="timeout"))
+    await bot.wait_for(lambda: bot.calls("views.publish"))
+    await bot.settle()
+    assert len(bot.calls("views.publish")) == 1
+
+    # in Socket Mode nothing listens for Slack over HTTP
+    reply = await bot.command("/deploy production")
+    assert reply.status == 404
