@@ -1,0 +1,444 @@
+"""The REST API's contract: pydantic models for what goes in and out, the table of operations, and
+the OpenAPI 3.1 document built from both.
+
+The handlers validate requests with these same models and the router is built from the same table,
+so the document cannot promise something the server does not do, nor leave a route undescribed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import core_schema
+
+from bot.errors import DescriptionTooLong
+from bot.service import MAX_DESCRIPTION, MAX_PAGE_SIZE
+from storage.models import Deploy, Status
+
+API_PREFIX = "/api/v1"
+REF_TEMPLATE = "#/components/schemas/{model}"
+MAX_ID = 2**31 - 1  # deploy_history.id is a 32-bit integer
+MAX_OFFSET = 2**53 - 1  # still exact in a JavaScript client
+MAX_PAGE = 1_000_000
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+
+
+def _description_limit(value: str) -> str:
+    # The service's own error, so the client sees the same code and message as from Slack.
+    if len(value) > MAX_DESCRIPTION:
+        raise DescriptionTooLong(length=len(value), limit=MAX_DESCRIPTION)
+    return value
+
+
+Description = Annotated[
+    str,
+    Field(pattern=NO_NUL, json_schema_extra={"maxLength": MAX_DESCRIPTION}),
+    AfterValidator(_description_limit),
+]
+
+
+# --- request bodies: JSON, strictly typed, unknown fields refused --------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class TriggerRequest(_Body):
+    """Start a deploy."""
+
+    environment: str = Field(
+        description="Environment name or alias (case-insensitive).", examples=["production"]
+    )
+    branch: str | None = Field(
+        default=None,
+        description="Branch, tag or commit to deploy; the environment's default branch when omitted.",
+        examples=["main"],
+    )
+    description: Description = Field(default="", description="Free text shown in history and Slack.")
+    skip_build: bool = False
+    skip_migrations: bool = False
+
+
+class RollbackRequest(_Body):
+    """Deploy again the commit of an earlier successful deploy."""
+
+    deploy_id: int = Field(ge=1, le=MAX_ID, description="The successful deploy whose version to restore.")
+    description: Description = Field(default="", description="Reason; a default names the target.")
+
+
+# --- path and query parameters: strings from the URL, converted ----------------------------------
+
+
+class DeployPath(BaseModel):
+    deploy_id: int = Field(ge=1, le=MAX_ID, description="Deploy id.")
+
+
+class LogQuery(BaseModel):
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Byte offset to read the log from.")
+    output: Literal["json", "raw"] = Field(
+        default="json",
+        alias="format",
+        description="`json` (whole characters as text) or `raw` (the bytes as text/plain, for curl).",
+    )
+
+
+class HistoryQuery(BaseModel):
+    environment: str | None = Field(default=None, description="Environment name or alias.")
+    status: Status | None = None
+    page: int = Field(default=1, ge=1, le=MAX_PAGE, description="1-based page number.")
+    page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+class DeployRecord(BaseModel):
+    """A row of deploy_history. Timestamps are ISO 8601 in UTC."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    environment: str
+    branch: str
+    commit_hash: str | None
+    status: Status
+    deployed_by: str
+    description: str
+    error_message: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: int | None = Field(description="Seconds from start to end.")
+    created_at: datetime
+    updated_at: datetime
+    rollback_of: int | None = Field(description="The deploy whose version this one restored.")
+    skip_build: bool
+    skip_migrations: bool
+    source: str = Field(description="Where it was started: slack, api, cli or console.")
+    step_current: int | None
+    step_total: int | None
+    step_title: str | None
+    exit_code: int | None
+    log_size: int = Field(description="Bytes of log stored so far.")
+    logs_cleared_at: datetime | None
+    cancel_requested_by: str | None
+    cancelled_by: str | None
+
+    @classmethod
+    def of(cls, deploy: Deploy) -> DeployRecord:
+        return cls.model_validate(deploy)
+
+
+class DeployStatus(BaseModel):
+    """Where a deploy stands, small enough to poll."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    environment: str
+    branch: str
+    commit_hash: str | None
+    status: Status
+    finished: bool
+    step_current: int | None
+    step_total: int | None
+    step_title: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: int | None
+    error_message: str | None
+    exit_code: int | None
+    log_size: int
+    cancel_requested_by: str | None
+
+    @classmethod
+    def of(cls, deploy: Deploy) -> DeployStatus:
+        return cls.model_validate(
+            {**DeployRecord.of(deploy).model_dump(), "finished": deploy.state.is_finished}
+        )
+
+
+class HistoryPage(BaseModel):
+    """Newest first; soft-deleted records never appear."""
+
+    items: list[DeployRecord]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+
+
+class LogText(BaseModel):
+    """Log text from `offset`: whole UTF-8 characters only, so `next_offset` may stop short of the
+    bytes stored when a character is still incomplete. Bytes that are not UTF-8 appear as U+FFFD;
+    `format=raw` gives the exact bytes."""
+
+    deploy_id: int
+    status: Status
+    offset: int
+    next_offset: int = Field(description="Ask for this offset next.")
+    complete: bool = Field(description="The deploy has finished and the whole log was returned.")
+    text: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unreachable"]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="Stable machine-readable code, e.g. environment_busy.", examples=["invalid_input"]
+    )
+    message: str = Field(description="Human-readable, in the server's language or Accept-Language.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: unknown environment, invalid branch, bad id, page out of range, body not JSON, "
+    "wrong types, description too long. Nothing was written.",
+    401: "Missing or wrong bearer token.",
+    404: "No such deploy (or deleted), or no such route.",
+    409: "The environment is busy, or the deploy has already finished.",
+    413: "Request body larger than 1 MiB.",
+    422: "The rollback target is not eligible (not a success, no commit, commit gone).",
+    500: "A bug in the server (logged).",
+    502: "The environment's git repository could not be read.",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    method: str
+    path: str
+    summary: str
+    success: int = 200
+    response: type[BaseModel] | None = None
+    errors: tuple[int, ...] = (400,)
+    path_params: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    public: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+LOG_HEADERS = {
+    "X-Next-Offset": {
+        "description": "Byte offset to ask for next.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "X-Log-Complete": {
+        "description": "`true` once the deploy has finished and the whole log was returned.",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
+}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "triggerDeploy",
+        "POST",
+        f"{API_PREFIX}/deploy/trigger",
+        "Start a deploy",
+        success=201,
+        response=DeployRecord,
+        errors=(400, 409, 413, 502),
+        body=TriggerRequest,
+    ),
+    Operation(
+        "getDeployStatus",
+        "GET",
+        f"{API_PREFIX}/deploy/status/{{deploy_id}}",
+        "Status and progress of a deploy",
+        response=DeployStatus,
+        errors=(400, 404),
+        path_params=DeployPath,
+    ),
+    Operation(
+        "getDeployLogs",
+        "GET",
+        f"{API_PREFIX}/deploy/logs/{{deploy_id}}",
+        "Log of a deploy from a byte offset; follow a running deploy by asking again from next_offset",
+        response=LogText,
+        errors=(400, 404),
+        path_params=DeployPath,
+        query=LogQuery,
+        extra={"text/plain": True, "headers": LOG_HEADERS},
+    ),
+    Operation(
+        "listDeployHistory",
+        "GET",
+        f"{API_PREFIX}/deploy/history",
+        "Deploy history, newest first",
+        response=HistoryPage,
+        errors=(400,),
+        query=HistoryQuery,
+    ),
+    Operation(
+        "getDeployRecord",
+        "GET",
+        f"{API_PREFIX}/deploy/history/{{deploy_id}}",
+        "One history record",
+        response=DeployRecord,
+        errors=(400, 404),
+        path_params=DeployPath,
+    ),
+    Operation(
+        "cancelDeploy",
+        "POST",
+        f"{API_PREFIX}/deploy/cancel/{{deploy_id}}",
+        "Cancel a pending or running deploy (the script is stopped; poll status for the outcome)",
+        success=202,
+        response=DeployRecord,
+        errors=(400, 404, 409),
+        path_params=DeployPath,
+    ),
+    Operation(
+        "rollbackDeploy",
+        "POST",
+        f"{API_PREFIX}/deploy/rollback",
+        "Deploy again the commit of an earlier successful deploy",
+        success=201,
+        response=DeployRecord,
+        errors=(400, 404, 409, 413, 422, 502),
+        body=RollbackRequest,
+    ),
+    Operation(
+        "getHealth",
+        "GET",
+        "/healthz",
+        "Liveness and database reachability (503 when the database is down)",
+        response=Health,
+        errors=(),
+        public=True,
+    ),
+    Operation(
+        "getOpenApiDocument",
+        "GET",
+        f"{API_PREFIX}/openapi.json",
+        "This document",
+        errors=(),
+        public=True,
+    ),
+)
+
+
+# --- the document --------------------------------------------------------------------------------
+
+
+class _ParameterSchema(GenerateJsonSchema):
+    """An absent query parameter is the null: describe optional parameters without `null`."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> dict[str, Any]:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> dict[str, Any]:
+        generated = super().default_schema(schema)
+        if generated.get("default", ...) is None:
+            generated.pop("default")
+        return generated
+
+
+def _schema(model: type[BaseModel], components: dict, mode: str, generator=GenerateJsonSchema) -> dict:
+    generated = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode, schema_generator=generator)
+    components.update(generated.pop("$defs", {}))
+    return generated
+
+
+def _ref(model: type[BaseModel], components: dict, mode: str) -> dict:
+    components.setdefault(model.__name__, _schema(model, components, mode))
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def _parameters(model: type[BaseModel] | None, where: str, components: dict) -> list[dict]:
+    if model is None:
+        return []
+    generated = _schema(model, components, "validation", _ParameterSchema)
+    required = set(generated.get("required", ()))
+    parameters = []
+    for name, prop in generated["properties"].items():
+        prop = dict(prop)
+        prop.pop("title", None)
+        description = prop.pop("description", None)
+        parameter = {
+            "name": name,
+            "in": where,
+            "required": where == "path" or name in required,
+            "schema": prop,
+        }
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses(op: Operation, components: dict) -> dict:
+    error = {"description": "", "content": _json(_ref(ErrorResponse, components, "serialization"))}
+    body = _ref(op.response, components, "serialization") if op.response else {"type": "object"}
+    success: dict[str, Any] = {"description": op.summary, "content": _json(body)}
+    if op.extra.get("text/plain"):
+        success["content"]["text/plain"] = {"schema": {"type": "string"}}
+    if op.extra.get("headers"):
+        success["headers"] = {name: {**spec, "required": True} for name, spec in op.extra["headers"].items()}
+    responses: dict[str, Any] = {str(op.success): success}
+    if op.operation_id == "getHealth":
+        responses["503"] = {"description": "The database is unreachable.", "content": _json(body)}
+    codes = set(op.errors) | ({401} if not op.public else set()) | {500}
+    for code in sorted(codes):
+        responses[str(code)] = {**error, "description": ERROR_DESCRIPTIONS[code]}
+    if 401 in codes:
+        responses["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    return responses
+
+
+def _operation(op: Operation, components: dict) -> dict:
+    spec: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": ["health" if op.public else "deploy"],
+        "responses": _responses(op, components),
+    }
+    parameters = _parameters(op.path_params, "path", components) + _parameters(op.query, "query", components)
+    if parameters:
+        spec["parameters"] = parameters
+    if op.body is not None:
+        spec["requestBody"] = {"required": True, "content": _json(_ref(op.body, components, "validation"))}
+    if op.public:
+        spec["security"] = []
+    return spec
+
+
+def build_document() -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    paths: dict[str, dict] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "deploybot REST API",
+            "version": "1",
+            "description": "Trigger, follow, cancel and roll back deploys from scripts and CI. "
+            "Authenticate with `Authorization: Bearer <token>` (tokens from DEPLOYBOT_API_TOKENS). "
+            'Errors are `{"error": {"code": ..., "message": ...}}`.',
+        },
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(components.items())),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
