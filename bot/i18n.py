@@ -72,6 +72,56 @@ ZH: dict[str, str] = {
     "status.cancelled": "已取消",
     # retention
     "cleanup.done": "清理完成：清除了 {logs} 个部署的日志，软删除了 {records} 条记录",
+    # deploybot console
+    "console.banner": "deploybot 控制台 · 身份 {user}（{id}，{role}）· 频道 #{channel}",
+    "console.role_admin": "管理员",
+    "console.role_guest": "非管理员",
+    "console.hint": "输入 /deploy help 查看命令；按钮前的编号直接输入即可按下；help 查看控制台命令",
+    "console.help": (
+        "/deploy …          发送斜杠命令（与 Slack 中相同）\n"
+        "<编号> [y|选项]     按下该编号的按钮（确认框回答 y/n，下拉框选择一项）\n"
+        "press <按钮名>      按下最新出现的同名按钮，如 press 回滚\n"
+        "home               打开 App 主页\n"
+        "wait               等待所有进行中的部署结束\n"
+        "http <URL>         GET 一个本机地址并显示返回内容（别名 open）\n"
+        "close              关闭打开的弹窗\n"
+        "quit               结束（会先等待进行中的部署）\n"
+        "弹窗：逐项回答，回车保留默认值；或一行填完：env=staging branch=main skip_build=yes"
+    ),
+    "console.unknown_line": "无法识别的输入：{line}（输入 help 查看控制台命令）",
+    "console.unknown_command": "没有斜杠命令 {command}，只有 /deploy",
+    "console.request_failed": "请求失败：HTTP {status}",
+    "console.unknown_button": "没有编号为 {n} 的按钮",
+    "console.unknown_label": "找不到按钮「{label}」",
+    "console.confirm_denied": "已取消，没有执行",
+    "console.bad_choice": "无效的选项 `{value}`，可选：{choices}",
+    "console.bad_yes_no": "请回答 y 或 n",
+    "console.form_hint": "逐项填写（回车保留默认值），或一行填完：{example}；close 关闭弹窗",
+    "console.prompt_text": "{label} [{default}] > ",
+    "console.prompt_select": "{label} [{default}] ({choices}) > ",
+    "console.prompt_checkbox": "{label} [{default}] (y/n) > ",
+    "console.unknown_field": "弹窗中没有字段 `{name}`，可用：{fields}",
+    "console.no_modal": "没有打开的弹窗",
+    "console.modal_closed": "弹窗已关闭",
+    "console.slack_error": "⚠ Slack API {method} 失败：{error}",
+    "console.message": "消息 {n} · #{channel}",
+    "console.reply": "消息 {n} · 回复消息 {parent}",
+    "console.broadcast": "（同时发到频道）",
+    "console.updated": "↻ 消息 {n} 已更新",
+    "console.deleted": "✖ 消息 {n} 已删除",
+    "console.ephemeral": "消息 {n} · 仅你可见",
+    "console.view_updated": "↻ 已更新",
+    "console.file_saved": "📎 文件「{title}」（{size} 字节）已保存到 {path}",
+    "console.waiting": "⌛ 等待进行中的部署结束…",
+    "console.http_usage": "用法：http <URL>，例如 http 127.0.0.1:8701/version",
+    "console.http_loopback_only": "只能访问本机地址（127.0.0.1、localhost、::1）：{url}",
+    "console.http_failed": "请求 {url} 失败：{error}",
+    "console.http_status": "HTTP {status} · {url}",
+    "console.failures": "有 {count} 行输入无法识别",
+    "console.optional": "（可选）",
+    "console.choices": "可选值",
+    "console.app_home": "App 主页",
+    "console.dm": "与机器人的私信",
     # /deploy command and Slack listeners
     "cmd.help.open": "打开一键部署窗口",
     "cmd.help.deploy": "立即部署：环境、分支（默认为该环境的默认分支）、可跳过构建或数据库迁移、可附说明",
@@ -161,6 +211,55 @@ EN: dict[str, str] = {
     "status.failed": "Failed",
     "status.cancelled": "Cancelled",
     "cleanup.done": "Cleanup done: cleared the logs of {logs} deploys, soft-deleted {records} records",
+    "console.banner": "deploybot console · acting as {user} ({id}, {role}) · channel #{channel}",
+    "console.role_admin": "admin",
+    "console.role_guest": "not an admin",
+    "console.hint": "Type /deploy help for the commands; type the number before a button to press it; help for console commands",
+    "console.help": (
+        "/deploy …          send the slash command (as in Slack)\n"
+        "<number> [y|option] press the button with that number (y/n for a confirm, an option for a menu)\n"
+        "press <label>      press the newest button with that label, e.g. press Roll back\n"
+        "home               open App Home\n"
+        "wait               wait until no deploy is running\n"
+        "http <URL>         GET a loopback URL and print the answer (alias: open)\n"
+        "close              close the open modal\n"
+        "quit               stop (after waiting for running deploys)\n"
+        "Modals: answer field by field, Enter keeps the default; or in one line: env=staging branch=main skip_build=yes"
+    ),
+    "console.unknown_line": "Cannot understand: {line} (type help for the console commands)",
+    "console.unknown_command": "There is no slash command {command}, only /deploy",
+    "console.request_failed": "The request failed: HTTP {status}",
+    "console.unknown_button": "There is no button numbered {n}",
+    "console.unknown_label": "No button labelled “{label}”",
+    "console.confirm_denied": "Cancelled, nothing done",
+    "console.bad_choice": "Invalid choice `{value}`; choose one of: {choices}",
+    "console.bad_yes_no": "Answer y or n",
+    "console.form_hint": "Fill it field by field (Enter keeps the default), or in one line: {example}; close closes it",
+    "console.prompt_text": "{label} [{default}] > ",
+    "console.prompt_select": "{label} [{default}] ({choices}) > ",
+    "console.prompt_checkbox": "{label} [{default}] (y/n) > ",
+    "console.unknown_field": "The modal has no field `{name}`; fields: {fields}",
+    "console.no_modal": "No modal is open",
+    "console.modal_closed": "Modal closed",
+    "console.slack_error": "⚠ Slack API {method} failed: {error}",
+    "console.message": "message {n} · #{channel}",
+    "console.reply": "message {n} · reply to message {parent}",
+    "console.broadcast": " (also sent to the channel)",
+    "console.updated": "↻ message {n} updated",
+    "console.deleted": "✖ message {n} deleted",
+    "console.ephemeral": "message {n} · only visible to you",
+    "console.view_updated": "↻ updated",
+    "console.file_saved": "📎 file “{title}” ({size} bytes) saved to {path}",
+    "console.waiting": "⌛ Waiting for running deploys to finish…",
+    "console.http_usage": "Usage: http <URL>, e.g. http 127.0.0.1:8701/version",
+    "console.http_loopback_only": "Only loopback addresses (127.0.0.1, localhost, ::1) can be opened: {url}",
+    "console.http_failed": "GET {url} failed: {error}",
+    "console.http_status": "HTTP {status} · {url}",
+    "console.failures": "{count} input lines could not be understood",
+    "console.optional": " (optional)",
+    "console.choices": "choices",
+    "console.app_home": "App Home",
+    "console.dm": "DM with the app",
     "cmd.help.open": "Open the deploy form",
     "cmd.help.deploy": "Deploy now: environment, branch (default: the environment's), optionally skip the build or migrations, optional description",
     "cmd.help.history": "Deploy history, filtered by environment and status, page by page",
