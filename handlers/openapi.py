@@ -67,7 +67,9 @@ class TriggerRequest(_Body):
 class RollbackRequest(_Body):
     """Deploy again the commit of an earlier successful deploy."""
 
-    deploy_id: int = Field(ge=1, le=MAX_ID, description="The successful deploy whose version to restore.")
+    deploy_id: int = Field(
+        ge=1, le=MAX_ID, description="The successful deploy whose version to restore.", examples=[1]
+    )
     description: Description = Field(default="", description="Reason; a default names the target.")
 
 
@@ -75,7 +77,7 @@ class RollbackRequest(_Body):
 
 
 class DeployPath(BaseModel):
-    deploy_id: int = Field(ge=1, le=MAX_ID, description="Deploy id.")
+    deploy_id: int = Field(ge=1, le=MAX_ID, description="Deploy id.", examples=[1])
 
 
 class LogQuery(BaseModel):
