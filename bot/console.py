@@ -321,7 +321,7 @@ class Console:
         word, _, rest = text.partition(" ")
         rest = rest.strip()
         if text.startswith("/"):
-            self._close_modals(notify=False)
+            await self._close_modals()
             await self._slash(word, rest)
         elif match := BUTTON.match(text):
             await self._press_number(int(match.group(1)), match.group(2))
@@ -334,7 +334,7 @@ class Console:
         elif word.lower() == "home":
             await self._home()
         elif word.lower() == "close":
-            self._close_modals(notify=True)
+            await self._close_modals(announce=True, top_only=True)
         elif word.lower() in ("help", "?"):
             self._print(t(self.locale, "console.help").split("\n"))
         elif word.lower() in ("quit", "exit"):
@@ -645,9 +645,10 @@ class Console:
                 self._drop_modal(view["id"])
             self._open_modal({**answer["view"], "id": answer["view"].get("id") or view["id"]})
         elif action == "clear":
-            self._close_modals(notify=False)
+            await self._close_modals(by_user=False)
         else:
             self._drop_modal(view["id"])
+            self._uncover()
 
     def _open_modal(self, view: dict) -> None:
         surface = self._surface(f"view:{view['id']}", "modal")
@@ -665,28 +666,33 @@ class Console:
         if self._form is not None and self._form.view.get("id") == view_id:
             self._form = None
 
-    def _close_modals(self, *, notify: bool) -> None:
-        """Close every open modal; with `notify`, say so (the user closed it)."""
-        if not self._modals:
-            if notify:
-                self._say(t(self.locale, "console.no_modal"), style=DIM)
-            return
-        for key in list(self._modals):
-            surface = self._surfaces.get(key)
-            if notify and surface and surface.view and surface.view.get("notify_on_close"):
-                self._notify_closed(surface.view)
-            self._drop_modal(key.removeprefix("view:"))
+    async def _close_modals(
+        self, *, by_user: bool = True, announce: bool = False, top_only: bool = False
+    ) -> None:
+        """Close the open modals (or only the top one, uncovering the one below). Closed by the
+        user rather than by the app, Slack tells the app when the modal asked for it."""
+        if not self._modals and announce:
+            self._say(t(self.locale, "console.no_modal"), style=DIM)
+        closing = list(reversed(self._modals))[: 1 if top_only else None]
         self._form = None
         self._pending = None
-        if notify:
-            self._say(t(self.locale, "console.modal_closed"), style=DIM)
+        for key in closing:
+            surface = self._surfaces.get(key)
+            self._drop_modal(key.removeprefix("view:"))
+            if by_user and surface and surface.view and surface.view.get("notify_on_close"):
+                payload = view_closed_payload(surface.view, user_id=self.user.id, user_name=self.user.name)
+                await self._dispatch(encode_interaction(payload), "application/x-www-form-urlencoded")
+            if announce:
+                self._say(t(self.locale, "console.modal_closed"), style=DIM)
+        if top_only:
+            self._uncover()
 
-    def _notify_closed(self, view: dict) -> None:
-        payload = view_closed_payload(view, user_id=self.user.id, user_name=self.user.name)
-        task = asyncio.ensure_future(
-            self._dispatch(encode_interaction(payload), "application/x-www-form-urlencoded")
-        )
-        self._listeners.add(task)
+    def _uncover(self) -> None:
+        """The modal below a closed one is the current one again."""
+        below = self._surfaces.get(self._modals[-1]) if self._modals else None
+        if below is not None and below.view is not None:
+            self._show_view(below, updated=False)
+            self._start_form(below.view)
 
     # --- what the app does in "Slack" --------------------------------------------------------
 
