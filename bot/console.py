@@ -303,21 +303,22 @@ class Console:
         self._echo(line)
         text = line.strip()
         try:
-            if self._pending is not None:
+            if self._pending is not None and not self._leaves_question(text):
                 await self._answer_pending(text)
-            elif self._form is not None and not self._leaves_form(text):
+            elif self._form is not None and not self._leaves_question(text):
                 await self._answer_form(text)
             else:
                 await self._command(text)
         except ConsoleInputError as exc:
             self._fail(str(exc))
 
-    def _leaves_form(self, text: str) -> bool:
+    def _leaves_question(self, text: str) -> bool:
         return text.startswith("/") or text.lower() in ("close", "quit", "exit")
 
     async def _command(self, text: str) -> None:
         if not text or text.startswith("#"):
             return
+        self._pending = None  # a question left unanswered is dropped by the next command
         word, _, rest = text.partition(" ")
         rest = rest.strip()
         if text.startswith("/"):

@@ -281,11 +281,12 @@ async def test_rollback_button_on_the_card_brings_the_old_version_back(console, 
     await console.feed("wait")
     assert await version(console, demo) == "2.0"
 
-    await console.feed(str(button(console, "回滚")))
-    shown = since(console, f"> {button(console, '回滚')}")
-    if "y = " in shown:  # the button asks for confirmation first
-        await console.feed("y")
-    await console.feed("")  # the rollback modal: keep the empty reason, submit
+    number = button(console, "回滚")  # the newest: the card of the 2.0 deploy, updated last
+    await console.feed(str(number))
+    assert "y = " in since(console, f"> {number}")  # a confirm dialog first
+    await console.feed("y")
+    assert "┌─ 回滚" in since(console, "y/n > y")  # then the modal naming the target
+    await console.feed("")  # keep the empty reason: submit
     await console.feed("wait")
 
     deploys = sorted(await history(console), key=lambda d: d.id)
