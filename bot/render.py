@@ -779,6 +779,7 @@ def _env_title(env: Environment | None, name: str, *, bold: bool = False) -> str
 def _commit(deploy: Deploy, env: Environment | None, locale: str) -> str:
     """`abc1234`, linked when the environment has a commit_url."""
     if not deploy.commit_hash:
+        # no repo to resolve from: the script may still report it (DEPLOY_COMMIT=…)
         return t(locale, "ui.commit.pending") if deploy.state.is_active else "—"
     short = _escape(deploy.short_commit)
     if env and env.commit_url:

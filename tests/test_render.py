@@ -198,7 +198,7 @@ def test_pending_card(cfg) -> None:
     card = check(render.deploy_card(row, ctx(cfg), "zh"))
     assert card_ids(card) == [f"deploy_43_{part}" for part in ("summary", "fields", "progress", "actions")]
     assert text_of(card, "deploy_43_summary") == ":hourglass: *等待中* #43 · 生产环境 (`production`)"
-    assert "*提交*\n解析中" in text_of(card, "deploy_43_fields")
+    assert "*提交*\n待脚本报告" in text_of(card, "deploy_43_fields")
     assert text_of(card, "deploy_43_progress") == "`░░░░░░░░░░` 等待开始"
     assert set(buttons(card)) == {"view_logs", "cancel_deploy"}
 
