@@ -140,6 +140,8 @@ class DeployService:
         description = (description or "").strip()
         if len(description) > MAX_DESCRIPTION:
             raise DescriptionTooLong(length=len(description), limit=MAX_DESCRIPTION)
+        if "\x00" in description:  # PostgreSQL text cannot hold NUL
+            raise InvalidInput(detail="description: NUL")
         if request_key and (seen := await self._by_request_key(request_key)):
             return seen
         await self._refuse_if_busy(env)

@@ -455,6 +455,7 @@ async def test_history_filters_pages_and_hides_deleted(service):
         ({"branch": "topic.lock"}, errors.InvalidBranch),
         ({"branch": "no-such-branch"}, errors.UnknownBranch),
         ({"description": "x" * 2001}, errors.DescriptionTooLong),
+        ({"description": "nul\x00byte"}, errors.InvalidInput),
     ],
 )
 async def test_bad_input_is_refused_and_writes_nothing(repo_service, kwargs, error):
