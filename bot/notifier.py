@@ -109,7 +109,8 @@ class _Feed:
         self.log_sent = False
         self.version = 0
         self.sent_version = -1
-        self.last_update = float("-inf")
+        self.last_update = float("-inf")  # the last chat.update (rate limit)
+        self.last_write = float("-inf")  # the last post or update (elapsed-time refresh)
         self.wake = asyncio.Event()
         self.card: asyncio.Future[CardOutcome | None] = loop.create_future()
         self.estimate: float | None = None
@@ -275,7 +276,7 @@ class SlackNotifier:
         if feed.sent_version < feed.version:
             timeout = feed.last_update + self.timing.update_interval - now
         elif feed.deploy.state.is_active:
-            timeout = feed.last_update + self.timing.tick_seconds - now
+            timeout = feed.last_write + self.timing.tick_seconds - now
         else:
             timeout = None
         if timeout is not None and timeout <= 0:
@@ -341,7 +342,9 @@ class SlackNotifier:
         feed.channel = response.get("channel") or feed.channel
         feed.ts = response["ts"]
         feed.sent_version = version
-        feed.last_update = time.monotonic()
+        # The once-a-second limit is on chat.update; posting is not an update, so the first
+        # update may follow at once (a quick deploy shows its outcome without waiting).
+        feed.last_write = time.monotonic()
         feed._settle(CardPosted(feed.channel, feed.ts))
         try:
             await self.service.attach_message(feed.deploy.id, feed.channel, feed.ts)
@@ -351,7 +354,7 @@ class SlackNotifier:
     async def _update_card(self, feed: _Feed) -> None:
         now = time.monotonic()
         stale = feed.sent_version < feed.version
-        ticking = feed.deploy.state.is_active and now - feed.last_update >= self.timing.tick_seconds
+        ticking = feed.deploy.state.is_active and now - feed.last_write >= self.timing.tick_seconds
         if not (stale or ticking) or now - feed.last_update < self.timing.update_interval:
             return
         version = feed.version
@@ -362,7 +365,7 @@ class SlackNotifier:
             self.client.chat_update(channel=feed.channel, ts=feed.ts, **message.as_kwargs()),
         )
         feed.sent_version = version
-        feed.last_update = time.monotonic()
+        feed.last_update = feed.last_write = time.monotonic()
 
     async def _thread_reply(self, feed: _Feed, message: render.Message, *, broadcast: bool = False) -> None:
         kwargs = {"reply_broadcast": True} if broadcast else {}

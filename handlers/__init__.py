@@ -95,17 +95,15 @@ class Reply:
         deploy runs anyway)."""
         outcome = await ctx.notifier.card_outcome(deploy.id)
         if isinstance(outcome, CardFailed):
-            await self(
-                render.notice(
-                    t(
-                        self.locale,
-                        "cmd.channel_unreachable",
-                        deploy_id=deploy.id,
-                        channel=outcome.channel,
-                        error=outcome.error,
-                    )
-                )
+            channel = f"<#{outcome.channel}>" if outcome.channel[:1] in ("C", "G") else outcome.channel
+            text = t(
+                self.locale,
+                "cmd.channel_unreachable",
+                deploy_id=deploy.id,
+                channel=channel,
+                error=outcome.error,
             )
+            await self(render.notice(text))
 
 
 Listener = Callable[..., Awaitable[None]]

@@ -29,10 +29,10 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-0000-test-deploybot"
 APP_TOKEN = "xapp-1-A0DEPLOYB-0000-test"
 CHANNEL = "C0DEPLOY1"
-# Real coalescing (one chat.update per second), but a short back-off cap so an outage in a test
-# is noticed over quickly once it ends.
+# The notifier's own coalescing, at half the production interval (1 s) so the suite stays quick,
+# and a short back-off cap so the end of an outage in a test is noticed soon.
 TEST_TIMING = Timing(
-    update_interval=1.0, tick_seconds=10.0, retry_initial=0.3, retry_cap=1.0, home_interval=0.5
+    update_interval=0.5, tick_seconds=10.0, retry_initial=0.3, retry_cap=1.0, home_interval=0.5
 )
 WAIT = 30.0
 

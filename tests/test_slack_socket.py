@@ -49,6 +49,12 @@ async def test_socket_mode_commands_events_and_redeliveries(start_bot) -> None:
     await bot.settle()
     assert len(bot.calls("views.publish")) == 1
 
+    # Slack asks for a reconnect now and then: the app opens a new connection and carries on
+    await bot.fake.disconnect()
+    await bot.fake.wait_socket(connections=2)
+    ack = await bot.fake.send_envelope(command("status"))
+    assert f"deploy_{deploy.id}_summary" in {b.get("block_id") for b in ack["payload"]["blocks"]}
+
     # in Socket Mode nothing listens for Slack over HTTP
     reply = await bot.command("/deploy production")
     assert reply.status == 404
