@@ -2,10 +2,11 @@
 
 The scanner sees the output once, in the chunks the pipe delivers. It keeps only what it needs (the
 start of an unfinished line and the last lines), so a 200 MB log or a 1 MB line costs no memory,
-and it matches over whole chunks of bytes, not line by line: every default pattern starts with a
-literal (a newline and the marker's first characters), which the regex engine finds at memchr speed,
-so scanning keeps up with a script that prints hundreds of megabytes a second. Only what is shown
-(titles, tail lines, the error line) is ever decoded.
+and it matches over whole chunks of bytes, not line by line: one regex pass finds every line that
+starts like a marker (a newline, then `[`, `==>`, `Step` or `DEPLOY_COMMIT=`), and only those are
+matched in full. The chunk is scanned where it lies, never copied whole, so scanning keeps up with
+a script that prints hundreds of megabytes a second. Only what is shown (titles, tail lines, the
+error line) is ever decoded.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ MAX_TAIL_LINE = 500
 TAIL_LINES = 60
 STEP_LINES = 15  # lines of the previous step quoted under each new step
 
-# Each default pattern is found by its literal start (bytes.find is far faster than a regex
-# search), then matched there. The scanner puts a newline before every chunk of whole lines.
+# A line that may be a marker is found by its start, all kinds in one pass (four bytes.find passes
+# cost four times as much, and a two-byte needle such as "\n[" is slow for bytes.find), then
+# matched in full there. Every scanned region starts at the newline before its first line.
 _COUNT = rb"(?P<n>\d{1,4})/(?P<m>\d{1,4})"
 _TITLE = rb"[ \t]*(?P<title>[^\r\n]*)"
 DEFAULT_STEP_PATTERNS = (
@@ -30,6 +32,8 @@ DEFAULT_STEP_PATTERNS = (
     (b"\nStep", re.compile(rb"\nStep[ \t]+" + _COUNT + rb":?" + _TITLE)),
 )
 COMMIT_LINE = (b"\nDEPLOY_COMMIT=", re.compile(rb"\nDEPLOY_COMMIT=([0-9a-f]{40})[ \t\r]*(?=\n)"))
+_MARKER_START = re.compile(rb"\n(?:\[|==>|Step|DEPLOY_COMMIT=)")
+_BY_START = {needle: pattern for needle, pattern in (*DEFAULT_STEP_PATTERNS, COMMIT_LINE)}
 ERROR_WORDS = (b"error", b"fatal", b"failed", b"failure", b"exception", b"traceback", b"panic")
 ERROR_WINDOW = 256 * 1024  # the error line is looked for in the last this-many bytes of output
 
@@ -64,19 +68,25 @@ class OutputScanner:
         if cut < 0:
             self._keep_partial(data)
             return []
-        complete = bytes(self._partial) + data[: cut + 1]
+        first = data.find(b"\n")
+        # The line the previous chunk left unfinished is joined up (a small copy); the rest of
+        # the chunk's whole lines are scanned in place, from the newline that precedes them.
+        head = b"\n" + bytes(self._partial) + data[: first + 1]
         self._partial.clear()
         self._partial_full = False
         self._keep_partial(data[cut + 1 :])
-        return self._scan(complete)
+        events = self._scan(head, 0, len(head))
+        if cut > first:
+            events += self._scan(data, first, cut + 1)
+        return events
 
     def finish(self) -> list[Step | CommitReported]:
         """Scan a last line that had no newline."""
         if not self._partial:
             return []
-        rest = bytes(self._partial)
+        rest = b"\n" + bytes(self._partial) + b"\n"
         self._partial.clear()
-        return self._scan(rest)
+        return self._scan(rest, 0, len(rest))
 
     @property
     def tail(self) -> list[str]:
@@ -97,35 +107,45 @@ class OutputScanner:
         self._partial += data[:room]
         self._partial_full = len(data) >= room
 
-    def _scan(self, chunk: bytes) -> list[Step | CommitReported]:
-        text = b"\n" + chunk if chunk.endswith(b"\n") else b"\n" + chunk + b"\n"
+    def _scan(self, text: bytes, start: int, end: int) -> list[Step | CommitReported]:
+        """Scan the whole lines text[start + 1 : end]; text[start] is the newline before them."""
         found: list[tuple[int, Step | CommitReported]] = []
-        for start, match in self._step_matches(text):
-            if step := _step_from(match):
-                found.append((start, step))
-        for start, match in _matches(text, *COMMIT_LINE):
-            found.append((start, CommitReported(match.group(1).decode())))
-        self._remember(chunk)
-        _extend_tail(self._tail, text, TAIL_LINES)
+        for at, event in self._markers(text, start, end):
+            found.append((at, event))
+        self._remember(text, start + 1, end)
+        _extend_tail(self._tail, text, TAIL_LINES, start, end)
         events: list[Step | CommitReported] = []
-        pos = 0
-        for start, event in sorted(found, key=lambda item: item[0]):
+        pos = start
+        for at, event in sorted(found, key=lambda item: item[0]):
             if isinstance(event, Step):
-                _extend_tail(self._since_step, text[pos:start], STEP_LINES)
+                _extend_tail(self._since_step, text, STEP_LINES, pos, at)
                 event = replace(event, lines_before=tuple(_clip(line) for line in self._since_step))
                 self._since_step.clear()
-                pos = text.find(b"\n", start + 1)
+                pos = text.find(b"\n", at + 1)
             events.append(event)
-        _extend_tail(self._since_step, text[pos:], STEP_LINES)
+        _extend_tail(self._since_step, text, STEP_LINES, pos, end)
         return events
 
-    def _step_matches(self, text: bytes):
+    def _markers(self, text: bytes, start: int, end: int):
         if self.custom is not None:
-            return ((m.start(), m) for m in self.custom.finditer(text))
-        return (hit for needle, pattern in DEFAULT_STEP_PATTERNS for hit in _matches(text, needle, pattern))
+            for match in self.custom.finditer(text, start, end):
+                if step := _step_from(match):
+                    yield match.start(), step
+            for at, match in _matches(text, *COMMIT_LINE, start, end):
+                yield at, CommitReported(match.group(1).decode())
+            return
+        for candidate in _MARKER_START.finditer(text, start, end):
+            at = candidate.start()
+            pattern = _BY_START[candidate.group()]
+            if (match := pattern.match(text, at, end)) is None:
+                continue
+            if pattern is COMMIT_LINE[1]:
+                yield at, CommitReported(match.group(1).decode())
+            elif step := _step_from(match):
+                yield at, step
 
-    def _remember(self, chunk: bytes) -> None:
-        self._recent += chunk[-ERROR_WINDOW:]
+    def _remember(self, text: bytes, start: int, end: int) -> None:
+        self._recent += text[max(start, end - ERROR_WINDOW) : end]
         if len(self._recent) > 2 * ERROR_WINDOW:
             del self._recent[:-ERROR_WINDOW]
 
@@ -149,22 +169,34 @@ class OutputScanner:
         return _clip(text[start : text.find(b"\n", best)])
 
 
-def _matches(text: bytes, needle: bytes, pattern: re.Pattern):
-    at = text.find(needle)
+def _matches(text: bytes, needle: bytes, pattern: re.Pattern, start: int, end: int):
+    at = text.find(needle, start, end)
     while at >= 0:
-        if match := pattern.match(text, at):
+        if match := pattern.match(text, at, end):
             yield at, match
-        at = text.find(needle, at + 1)
+        at = text.find(needle, at + 1, end)
 
 
 def _is_word_byte(byte: int) -> bool:
     return byte == 95 or 48 <= byte <= 57 or 97 <= byte <= 122  # _ 0-9 a-z (text is lowered)
 
 
-def _extend_tail(tail: deque[bytes], text: bytes, keep: int) -> None:
-    lines = text.strip(b"\n").rsplit(b"\n", keep)[-keep:]
-    if lines != [b""]:
-        tail.extend(lines)
+def _extend_tail(tail: deque[bytes], text: bytes, keep: int, start: int, end: int) -> None:
+    """Add the last `keep` lines of text[start:end] (newlines at its ends stripped) to `tail`,
+    copying only those lines, however long the text."""
+    while end > start and text[end - 1] == 10:
+        end -= 1
+    while start < end and text[start] == 10:
+        start += 1
+    if start >= end:
+        return
+    cut = end
+    for _ in range(keep):
+        cut = text.rfind(b"\n", start, cut)
+        if cut < 0:
+            cut = start - 1
+            break
+    tail.extend(text[cut + 1 : end].split(b"\n"))
 
 
 def _clip(raw: bytes) -> str:
