@@ -1,16 +1,21 @@
 """One deploy from `pending` to its final state: the bridge between the script runner and storage.
 
-It receives the runner's events, appends the log in chunks (at least every second, and at once when
-a megabyte has piled up, so memory stays flat however much a script prints), records steps and the
-reported commit, writes the final state, and tells the service's observers.
+It receives the runner's events, appends the log in chunks (at once when a megabyte has piled up,
+so memory stays flat however much a script prints; a quiet script's lines within a quarter of a
+second, so a follower and the first line of a deploy are prompt; in any case every second),
+records steps and the reported commit, writes the final state, and tells the service's observers. Output waits as the
+pieces the pipe delivered: a piece is never copied before it is stored, and a chunk of one piece is
+stored as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
+from collections import deque
 from typing import TYPE_CHECKING
 
 from bot.i18n import t
@@ -29,6 +34,9 @@ CHUNK_SIZE = 1024 * 1024  # stored once this much is waiting (or once a second)
 MAX_CHUNK = 4 * CHUNK_SIZE  # what one transaction takes when output outruns storage
 HIGH_WATER = 8 * CHUNK_SIZE  # past this the pipe waits for storage: back-pressure, not memory
 FLUSH_SECONDS = 1.0
+# Output that trickles in is stored at once when nothing was stored for this long, else this long
+# after the last store: prompt for a reader, and at most a few small transactions a second.
+TRICKLE_SECONDS = 0.25
 
 
 class DeployExecution:
@@ -39,10 +47,14 @@ class DeployExecution:
         self.cancelled_by: str | None = None
         self.interrupted = False  # the bot is shutting down under this deploy
         self.current_step: Step | None = None
-        self._buffer = bytearray()
+        self._pending: deque[bytes] = deque()  # output not stored yet, as the pipe delivered it
+        self._pending_size = 0
         self._offset = 0
         self._flushing: asyncio.Task | None = None
+        self._stored = asyncio.Event()  # a chunk was stored: room for more output
         self._due = False  # a second has passed: flush even a partial chunk
+        self._last_store = float("-inf")  # loop time the last chunk began to be stored
+        self._trickle: asyncio.TimerHandle | None = None
         deploy_vars = {
             "DEPLOY_ID": str(deploy.id),
             "DEPLOY_ENVIRONMENT": deploy.environment,
@@ -78,6 +90,8 @@ class DeployExecution:
             result = RunResult(Outcome.FAILED, detail=str(exc))
         finally:
             ticker.cancel()
+            if self._trickle is not None:
+                self._trickle.cancel()
         await self._drain()
         await self._finish(result)
 
@@ -99,11 +113,22 @@ class DeployExecution:
         await self.service.emit_started(self.deploy_id)
 
     async def output(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) >= CHUNK_SIZE:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= CHUNK_SIZE:
             self._kick()
-            if len(self._buffer) >= HIGH_WATER:
-                await asyncio.shield(self._flushing)
+            # Read on as soon as one chunk is stored, so reading and storing overlap.
+            while self._pending_size >= HIGH_WATER and not self._flushing.done():
+                self._stored.clear()
+                await self._stored.wait()
+        elif self._trickle is None:
+            loop = asyncio.get_running_loop()
+            self._trickle = loop.call_at(max(loop.time(), self._last_store + TRICKLE_SECONDS), self._trickled)
+
+    def _trickled(self) -> None:
+        self._trickle = None
+        self._due = True
+        self._kick()
 
     async def step(self, step: Step) -> None:
         previous, self.current_step = self.current_step, step
@@ -128,20 +153,41 @@ class DeployExecution:
             self._flushing = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
+        try:
+            await self._store_chunks()
+        finally:
+            self._stored.set()
+
+    async def _store_chunks(self) -> None:
         # Whole chunks while output pours in; whatever is there once a second is due.
-        while len(self._buffer) >= CHUNK_SIZE or (self._due and self._buffer):
-            data = bytes(self._buffer[:MAX_CHUNK])
+        while self._pending_size >= CHUNK_SIZE or (self._due and self._pending):
+            count, size = self._next_chunk()
+            self._last_store = asyncio.get_running_loop().time()
+            data = self._pending[0] if count == 1 else b"".join(itertools.islice(self._pending, count))
             try:
                 async with self.service.db.session() as session:
                     await repo.append_log(session, self.deploy_id, self._offset, data)
             except Exception:
-                log.exception("deploy #%s: storing %d log bytes failed; retrying", self.deploy_id, len(data))
+                log.exception("deploy #%s: storing %d log bytes failed; retrying", self.deploy_id, size)
                 await asyncio.sleep(1.0)
                 continue
-            del self._buffer[: len(data)]
-            self._offset += len(data)
-            if not self._buffer:
+            for _ in range(count):
+                self._pending.popleft()
+            self._pending_size -= size
+            self._offset += size
+            self._stored.set()
+            if not self._pending:
                 self._due = False
+
+    def _next_chunk(self) -> tuple[int, int]:
+        """How many waiting pieces the next chunk takes (at least one, else up to MAX_CHUNK)."""
+        count = size = 0
+        for piece in self._pending:
+            if count and size + len(piece) > MAX_CHUNK:
+                break
+            count += 1
+            size += len(piece)
+        return count, size
 
     async def _tick(self) -> None:
         while True:

@@ -25,7 +25,7 @@ from bot.progress import CommitReported, OutputScanner, Step
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024  # a chatty script writes on while we store what it wrote
-STREAM_LIMIT = 4 * READ_SIZE  # asyncio pauses the pipe past twice this much unread output
+STREAM_LIMIT = READ_SIZE  # asyncio pauses the pipe past twice this much unread output
 DRAIN_SECONDS = 2.0
 SECRET_PREFIXES = ("SLACK_", "DEPLOYBOT_")
 SECRET_NAMES = frozenset({"DATABASE_URL", "TEST_DATABASE_URL", "PGPASSWORD"})
