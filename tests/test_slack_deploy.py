@@ -207,6 +207,16 @@ async def test_bot_not_in_channel_tells_the_user_and_still_deploys(bot) -> None:
     told = bot.fake.ephemerals(ADMIN)[-1]["text"]
     assert "not_in_channel" in told and "/invite" in told and f"#{deploy.id}" in told
 
+    # from the modal there is no response_url: the user hears it in the app's DM instead
+    await bot.command("/deploy", channel="C0PRIVATE")
+    await bot.submit({"env": "staging"}, view=bot.calls("views.open")[0].response["view"])
+    second = await bot.finished(2)
+    assert second.state is Status.SUCCESS
+    dm = "D" + ADMIN[1:]
+    await bot.wait_for(lambda: any(channel == dm for channel, _ in bot.fake.messages))
+    (told,) = [m["text"] for (channel, _), m in bot.fake.messages.items() if channel == dm]
+    assert "/invite" in told and f"#{second.id}" in told
+
 
 async def test_status_shows_the_card_of_one_deploy_or_each_environment(bot) -> None:
     await bot.command("/deploy production main")
