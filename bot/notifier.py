@@ -99,7 +99,7 @@ def slack_error(exc: BaseException) -> str:
 class _Feed:
     """What the notifier knows about one deploy and what it has already told Slack."""
 
-    def __init__(self, deploy: Deploy, channel: str | None, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, deploy: Deploy, channel: str, loop: asyncio.AbstractEventLoop) -> None:
         self.deploy = deploy
         self.channel = channel
         self.ts: str | None = deploy.slack_ts if deploy.slack_channel == channel else None
@@ -119,7 +119,7 @@ class _Feed:
         self.rollback_loaded = False
         self.dead = False  # the channel refused the card: nothing more to say there
         if self.ts:
-            self._settle(CardPosted(channel or "", self.ts))
+            self._settle(CardPosted(channel, self.ts))
 
     def _settle(self, outcome: CardOutcome | None) -> None:
         if not self.card.done():
@@ -127,7 +127,7 @@ class _Feed:
 
     @property
     def finished(self) -> bool:
-        if self.dead or self.channel is None:
+        if self.dead:
             return True
         return (
             self.final is not None
@@ -163,25 +163,25 @@ class SlackNotifier:
 
     def observe(self, event: DeployEvent) -> None:
         deploy = event.deploy
-        feed = self._feeds.get(deploy.id)
-        if feed is None:
-            feed = self._open_feed(deploy)
-        feed.deploy = deploy
-        feed.version += 1
-        if isinstance(event, StepChanged):
-            feed.steps.append(event.step)
-        if isinstance(event, DeployFinished):
-            feed.final = event
-        feed.wake.set()
+        feed = self._feeds.get(deploy.id) or self._open_feed(deploy)
+        if feed is not None:
+            feed.deploy = deploy
+            feed.version += 1
+            if isinstance(event, StepChanged):
+                feed.steps.append(event.step)
+            if isinstance(event, DeployFinished):
+                feed.final = event
+            feed.wake.set()
         self._home_changed()
 
-    def _open_feed(self, deploy: Deploy) -> _Feed:
+    def _open_feed(self, deploy: Deploy) -> _Feed | None:
+        """A feed and its worker for a deploy that has a channel to be shown in, else None."""
+        channel = self._channel_for(deploy)
+        if channel is None:
+            return None
         loop = asyncio.get_running_loop()
-        feed = _Feed(deploy, self._channel_for(deploy), loop)
+        feed = _Feed(deploy, channel, loop)
         self._feeds[deploy.id] = feed
-        if feed.channel is None:
-            feed._settle(None)
-            return feed
         task = loop.create_task(self._work(feed), name=f"slack-deploy-{deploy.id}")
         self._workers.add(task)
         task.add_done_callback(self._workers.discard)
@@ -337,7 +337,7 @@ class SlackNotifier:
             error = slack_error(exc)
             log.warning("deploy #%s: cannot post its card in %s: %s", feed.deploy.id, feed.channel, error)
             feed.dead = True
-            feed._settle(CardFailed(feed.channel or "", error))
+            feed._settle(CardFailed(feed.channel, error))
             return
         feed.channel = response.get("channel") or feed.channel
         feed.ts = response["ts"]
