@@ -343,18 +343,16 @@ class DeployService:
         logs_cutoff = now - timedelta(days=self.config.retention.logs_days)
         records_cutoff = now - timedelta(days=self.config.retention.records_days)
         cleared = deleted = 0
-        while True:
+        after: int | None = 0
+        while after is not None:
             async with self.db.session() as session:
-                done = await repo.clear_logs_before(session, logs_cutoff)
+                done, after = await repo.clear_logs_before(session, logs_cutoff, after_id=after)
             cleared += done
-            if not done:
-                break
-        while True:
+        after = 0
+        while after is not None:
             async with self.db.session() as session:
-                done = await repo.soft_delete_before(session, records_cutoff)
+                done, after = await repo.soft_delete_before(session, records_cutoff, after_id=after)
             deleted += done
-            if not done:
-                break
         return CleanupResult(cleared, deleted)
 
     # --- internals -----------------------------------------------------------------------------
