@@ -46,6 +46,7 @@ from storage.repository import LogSlice, Page
 log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION = 2000
+INSERT_ATTEMPTS = 3  # a lost insert race is retried when the winner has already finished
 MAX_PAGE_SIZE = 100
 MAX_LOG_READ = 1024 * 1024
 
@@ -146,27 +147,32 @@ class DeployService:
             return seen
         await self._refuse_if_busy(env)
         commit = _commit or await self._resolve_commit(env, branch)
-        try:
-            async with self.db.session() as session:
-                deploy = await repo.insert_deploy(
-                    session,
-                    environment=env.name,
-                    branch=branch,
-                    commit_hash=commit,
-                    deployed_by=user,
-                    description=description,
-                    skip_build=skip_build,
-                    skip_migrations=skip_migrations,
-                    source=source,
-                    slack_channel=channel,
-                    request_key=request_key,
-                    rollback_of=_rollback_of,
-                )
-        except IntegrityError:
-            if request_key and (seen := await self._by_request_key(request_key)):
-                return seen
-            await self._refuse_if_busy(env)
-            raise
+        row = dict(
+            environment=env.name,
+            branch=branch,
+            commit_hash=commit,
+            deployed_by=user,
+            description=description,
+            skip_build=skip_build,
+            skip_migrations=skip_migrations,
+            source=source,
+            slack_channel=channel,
+            request_key=request_key,
+            rollback_of=_rollback_of,
+        )
+        for attempt in range(INSERT_ATTEMPTS):
+            try:
+                async with self.db.session() as session:
+                    deploy = await repo.insert_deploy(session, **row)
+                break
+            except IntegrityError:
+                # Another process won the race for this environment (or this request key).
+                # When its deploy already ended in between, the environment is free again: retry.
+                if request_key and (seen := await self._by_request_key(request_key)):
+                    return seen
+                await self._refuse_if_busy(env)
+                if attempt == INSERT_ATTEMPTS - 1:
+                    raise
         self._emit(DeployCreated(deploy))
         self._launch(deploy, env)
         return deploy

@@ -249,6 +249,39 @@ async def test_the_database_refuses_a_second_active_deploy(db):
         await repo.insert_deploy(session, environment="staging", branch="main", deployed_by=ADMIN)
 
 
+async def test_a_lost_insert_race_retries_when_the_winner_has_finished(make_config):
+    """The rival deploy appears after the busy check and ends before the refusal is written:
+    the insert fails on the unique index, the environment is free again, so the trigger retries."""
+    config = make_config()
+    async with _service(config) as service:
+        checks = 0
+        rival: list[int] = []
+        real_check = service._refuse_if_busy
+
+        async def racing_check(env):
+            nonlocal checks
+            checks += 1
+            async with service.db.session() as session:
+                if checks == 1:  # another bot inserts right after our check
+                    rival.append(
+                        (
+                            await repo.insert_deploy(
+                                session, environment=env.name, branch="main", deployed_by="U0OTHER01"
+                            )
+                        ).id
+                    )
+                elif checks == 2:  # ... and its deploy ends before we look again
+                    await repo.transition(session, rival[0], Status.FAILED, error_message="boom")
+            return None if checks == 1 else await real_check(env)
+
+        service._refuse_if_busy = racing_check
+        deploy = await service.trigger("production", "main", user=ADMIN)
+        assert deploy.id != rival[0] and checks == 2
+        done = await wait_for_status(service, deploy.id, Status.SUCCESS)
+        assert done.deployed_by == ADMIN
+        assert await row_count(service) == 2
+
+
 async def test_the_same_request_key_starts_one_deploy(service):
     first = await service.trigger("production", "main", user=ADMIN, request_key="slack:T1")
     again = await service.trigger("production", "main", user=ADMIN, request_key="slack:T1")
