@@ -263,13 +263,10 @@ async def test_a_lost_insert_race_retries_when_the_winner_has_finished(make_conf
             checks += 1
             async with service.db.session() as session:
                 if checks == 1:  # another bot inserts right after our check
-                    rival.append(
-                        (
-                            await repo.insert_deploy(
-                                session, environment=env.name, branch="main", deployed_by="U0OTHER01"
-                            )
-                        ).id
+                    row = await repo.insert_deploy(
+                        session, environment=env.name, branch="main", deployed_by="U0OTHER01"
                     )
+                    rival.append(row.id)
                 elif checks == 2:  # ... and its deploy ends before we look again
                     await repo.transition(session, rival[0], Status.FAILED, error_message="boom")
             return None if checks == 1 else await real_check(env)
