@@ -23,20 +23,29 @@ class Runtime:
     scheduler: Scheduler
     extras: list = field(default_factory=list)
 
+    async def start(self) -> None:
+        """Migrate an empty database, end what a dead bot left running, start the jobs.
+        Subscribe observers (the Slack notifier) before this, so they see those deploys end."""
+        await self.service.start()
+        self.scheduler.start()
+
     async def close(self) -> None:
         self.scheduler.shutdown()
         await self.service.close()
         await self.db.dispose()
 
 
-async def start_runtime(config: Config, *, base_env: dict[str, str] | None = None) -> Runtime:
-    """Open the database (migrating an empty one), end what a dead bot left running, start jobs."""
+def build_runtime(config: Config, *, base_env: dict[str, str] | None = None) -> Runtime:
+    """Database, service and jobs, wired but not started."""
     db = Database(config.database_url)
     service = DeployService(config, db, base_env=base_env)
-    await service.start()
-    scheduler = Scheduler(config, service)
-    scheduler.start()
-    return Runtime(config, db, service, scheduler)
+    return Runtime(config, db, service, Scheduler(config, service))
+
+
+async def start_runtime(config: Config, *, base_env: dict[str, str] | None = None) -> Runtime:
+    runtime = build_runtime(config, base_env=base_env)
+    await runtime.start()
+    return runtime
 
 
 def create_web_app(runtime: Runtime) -> web.Application:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.app import Runtime, start_runtime
+from bot.app import Runtime, build_runtime
 from bot.config import Config
 from bot.console_render import (
     BOLD,
@@ -202,9 +202,10 @@ class Console:
         self.local = self.local or LocalSlack()
         self.local.on_call = self._on_call
         await self.local.start()
-        self.runtime = await start_runtime(self.config, base_env=self.base_env)
+        self.runtime = build_runtime(self.config, base_env=self.base_env)
         client = create_client(self.config, base_url=self.local.api_url)
         self.bot = create_slack_bot(self.config, self.runtime.service, client, signing_secret=self._secret)
+        await self.runtime.start()
         self.user = self._identity(self._user_arg)
         admin = await self.bot.admins.is_admin(self.user.id)
         role = t(self.locale, "console.role_admin" if admin else "console.role_guest")

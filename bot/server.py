@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-from bot.app import Runtime, create_web_app, start_runtime
+from bot.app import Runtime, build_runtime, create_web_app
 from bot.config import Config, ConfigError
 from bot.notifier import Timing
 from bot.slack_app import SLACK_PATH, SlackBot, create_client, create_slack_bot
@@ -66,7 +66,7 @@ async def start_server(
 ) -> Server:
     """Start everything and return once it listens (port 0 picks a free port: `server.port`)."""
     check_secrets(config)
-    runtime = await start_runtime(config, base_env=base_env)
+    runtime = build_runtime(config, base_env=base_env)
     runner: web.AppRunner | None = None
     try:
         web_app = create_web_app(runtime)
@@ -81,6 +81,7 @@ async def start_server(
         )
         if not socket_mode:
             slack.mount(web_app, SLACK_PATH)
+        await runtime.start()  # after the notifier subscribed: cards of reaped deploys get their end
         runner = web.AppRunner(web_app, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()

@@ -215,6 +215,8 @@ class LocalSlack:
         return f"{self.url}api/"
 
     async def start(self) -> LocalSlack:
+        if self._runner is not None:  # already listening
+            return self
         app = web.Application(client_max_size=64 * 1024 * 1024)  # whole deploy logs are uploaded
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/v1/{file_id}", self._upload)

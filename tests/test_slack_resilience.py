@@ -5,13 +5,17 @@ who may act is decided by config admins and Slack user groups."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.i18n import t
 from bot.slack_local import Answer
-from storage.models import Status
+from storage import repository as repo
+from storage.models import Status, utcnow
 from tests.fakeslack import FakeSlack
-from tests.slackbot_fixtures import ADMIN, GUEST, bot, start_bot, texts  # noqa: F401 (fixtures)
+from tests.slackbot_fixtures import ADMIN, BOT_TOKEN, CHANNEL, GUEST, bot, start_bot, texts  # noqa: F401
 from tests.test_slack_deploy import action_ids
 
 
@@ -63,6 +67,31 @@ async def test_slack_down_does_not_block_the_deploy_and_the_final_card_comes_lat
     replies = bot.thread_replies(deploy.id)
     assert len(replies) == 8
     assert [f"{n}/7" in texts(reply) for n, reply in enumerate(replies[:7], start=1)] == [True] * 7
+
+
+async def test_a_restarted_bot_ends_the_card_a_dead_bot_left_running(start_bot, db) -> None:
+    # The dead bot had posted the card of a running deploy, then stopped beating.
+    fake = await FakeSlack().start()
+    posted = await AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url).chat_postMessage(
+        channel=CHANNEL, text="部署中"
+    )
+    async with db.session() as session:
+        row = await repo.insert_deploy(
+            session, environment="production", branch="main", deployed_by=ADMIN, slack_channel=CHANNEL
+        )
+        await repo.transition(session, row.id, Status.RUNNING)
+        stale = utcnow() - timedelta(minutes=5)
+        await repo.update_deploy(session, row.id, slack_ts=posted["ts"], heartbeat_at=stale)
+
+    bot = await start_bot(fake=fake)
+    await bot.wait_for(lambda: bot.has_card(row.id) and bot.thread_replies(row.id))
+    await bot.settle()
+    deploy = await bot.service.get(row.id)
+    assert deploy.state is Status.FAILED and deploy.error_message == t("zh", "outcome.interrupted")
+    card = bot.card(row.id)
+    assert card["ts"] == posted["ts"], "the old card is updated, not a new one posted"
+    assert "cancel_deploy" not in action_ids(card)
+    assert t("zh", "outcome.interrupted") in texts(bot.thread_replies(row.id)[-1])
 
 
 async def test_rest_deploys_are_announced_in_the_notify_channel(start_bot) -> None:
