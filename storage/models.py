@@ -177,3 +177,14 @@ class LogChunk(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (Index("uq_deploy_log_chunks_deploy_offset", "deploy_id", "offset", unique=True),)
+
+
+class DeployCount(Base):
+    """How many live (not soft-deleted) deploys each (environment, status) has: the totals of
+    history pages without counting rows. Kept by database triggers (migration 0004), never by code."""
+
+    __tablename__ = "deploy_counts"
+
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)

@@ -9,7 +9,16 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ACTIVE_STATUSES, FINISHED_STATUSES, Deploy, LogChunk, Status, sources_of, utcnow
+from storage.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    Deploy,
+    DeployCount,
+    LogChunk,
+    Status,
+    sources_of,
+    utcnow,
+)
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 _FINISHED = [s.value for s in FINISHED_STATUSES]
@@ -164,18 +173,26 @@ async def history(
     page_size: int = 20,
 ) -> Page:
     conditions = [Deploy.is_deleted == "N"]
+    counted = []
     if environment:
         conditions.append(Deploy.environment == environment)
+        counted.append(DeployCount.environment == environment)
     if status:
         conditions.append(Deploy.status == status.value)
-    total = (await session.execute(select(func.count()).select_from(Deploy).where(*conditions))).scalar_one()
-    query = (
-        select(Deploy)
+        counted.append(DeployCount.status == status.value)
+    # The total comes from the trigger-kept counts, not from count(*) over the matching rows.
+    total_query = select(func.coalesce(func.sum(DeployCount.n), 0)).where(*counted)
+    total = int((await session.execute(total_query)).scalar_one())
+    # Deep pages skip their offset in the index alone, then read only the rows of the page.
+    page_ids = (
+        select(Deploy.id)
         .where(*conditions)
         .order_by(Deploy.id.desc())
         .limit(page_size)
         .offset((page - 1) * page_size)
+        .scalar_subquery()
     )
+    query = select(Deploy).where(Deploy.id.in_(page_ids)).order_by(Deploy.id.desc())
     items = list((await session.execute(query)).scalars())
     return Page(items, total, page, page_size)
 

@@ -7,10 +7,10 @@ import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import delete, func, inspect, select, update
 
 from storage.db import Database
-from storage.models import TRANSITIONS, Base, Status, sources_of
+from storage.models import TRANSITIONS, Base, Deploy, Status, sources_of
 
 
 async def test_migrations_build_exactly_the_models(db):
@@ -76,3 +76,80 @@ async def test_a_move_the_lifecycle_does_not_allow_changes_nothing(db):
         again = await repo.get_deploy(session, row.id)
         await session.refresh(again)
     assert again.state is Status.SUCCESS and again.duration is not None and again.completed_at is not None
+
+
+# --- deploy counts (history totals) -----------------------------------------------------------------
+
+
+async def counted_totals(session) -> dict[tuple[str | None, str | None], tuple[int, int]]:
+    """For every filter a history page can have: (total the page reports, rows really matching)."""
+    from storage import repository as repo
+
+    totals = {}
+    for environment in (None, "production", "staging"):
+        for status in (None, *Status):
+            page = await repo.history(session, environment=environment, status=status, page_size=1)
+            conditions = [Deploy.is_deleted == "N"]
+            if environment:
+                conditions.append(Deploy.environment == environment)
+            if status:
+                conditions.append(Deploy.status == status.value)
+            real = (
+                await session.execute(select(func.count()).select_from(Deploy).where(*conditions))
+            ).scalar_one()
+            totals[environment, status and status.value] = (page.total, real)
+    return totals
+
+
+async def test_history_totals_follow_every_change_to_the_table(db):
+    from storage import repository as repo
+
+    async with db.session() as session:
+        ids = []
+        for n in range(9):
+            row = await repo.insert_deploy(
+                session, environment=("production", "staging", "test")[n % 3], branch="main", deployed_by="U1"
+            )
+            ids.append(row.id)
+            await repo.transition(session, row.id, Status.RUNNING)
+            if n < 8:
+                await repo.transition(session, row.id, (Status.SUCCESS, Status.FAILED)[n % 2])
+        await repo.request_cancel(session, ids[8], "U1")
+        await repo.transition(session, ids[8], Status.CANCELLED)
+        await repo.insert_deploy(
+            session, environment="production", branch="next", deployed_by="U1"
+        )  # pending
+        await session.execute(update(Deploy).where(Deploy.id == ids[0]).values(is_deleted="Y"))
+        await session.execute(update(Deploy).where(Deploy.id == ids[1]).values(environment="staging"))
+        await session.execute(delete(Deploy).where(Deploy.id == ids[2]))
+        await session.execute(
+            delete(Deploy).where(Deploy.id == ids[0])
+        )  # soft-deleted, then deleted: subtracted once
+    async with db.session() as session:
+        totals = await counted_totals(session)
+    assert totals[None, None] == (8, 8)  # ten rows, one soft-deleted (then deleted), one deleted
+    assert totals["production", "pending"] == (1, 1)
+    assert all(page == real for page, real in totals.values()), totals
+
+
+async def test_the_counts_migration_counts_the_rows_already_there(db_url):
+    from storage import repository as repo
+
+    db = Database(db_url)
+    try:
+        await db.upgrade("0003")
+        async with db.session() as session:
+            for n in range(5):
+                row = await repo.insert_deploy(
+                    session, environment="production", branch="main", deployed_by="U1"
+                )
+                await repo.transition(session, row.id, Status.FAILED)
+                if n == 0:
+                    await session.execute(update(Deploy).where(Deploy.id == row.id).values(is_deleted="Y"))
+        await db.upgrade()
+        async with db.session() as session:
+            totals = await counted_totals(session)
+        assert totals["production", "failed"] == (4, 4)
+        assert all(page == real for page, real in totals.values()), totals
+    finally:
+        await db.dispose()
