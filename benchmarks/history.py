@@ -149,6 +149,8 @@ async def load_postgres(url: str, now: datetime) -> None:
         )
         for index in indexes:
             await conn.execute(f'DROP INDEX "{index["indexname"]}"')
+        # Like the indexes, the deploy counts are made once after the load rather than row by row.
+        await conn.execute("ALTER TABLE deploy_history DISABLE TRIGGER deploy_counts_track")
         rows, chunks = [], []
         for row, chunk in generate(now):
             # timestamp without time zone holds UTC
@@ -162,6 +164,11 @@ async def load_postgres(url: str, now: datetime) -> None:
         await conn.copy_records_to_table("deploy_log_chunks", records=chunks, columns=CHUNK_COLUMNS)
         for index in indexes:
             await conn.execute(index["indexdef"])
+        await conn.execute(
+            "INSERT INTO deploy_counts (environment, status, n) SELECT environment, status, count(*)"
+            " FROM deploy_history WHERE is_deleted = 'N' GROUP BY environment, status"
+        )
+        await conn.execute("ALTER TABLE deploy_history ENABLE TRIGGER deploy_counts_track")
         await conn.execute("SELECT setval(pg_get_serial_sequence('deploy_history', 'id'), $1)", ROWS)
         await conn.execute("VACUUM ANALYZE deploy_history")
         await conn.execute("VACUUM ANALYZE deploy_log_chunks")
@@ -219,10 +226,9 @@ async def p7_history_page(bench: Bench) -> list[Result]:
         bench.say(f"P7 {DB_LABEL[db]}: p50 {p50:.1f} ms, p95 {percentile(samples, 95) * 1000:.1f} ms "
                   f"({page.total:,} matching deploys)")  # fmt: skip
         note = "" if p50 <= 10 else (
-            f"Out of reach while every page counts its total exactly: the `count(*)` over the "
-            f"{page.total:,} matching index entries takes {count_ms:.0f} ms, the page of rows itself "
-            f"{rows_ms:.1f} ms (p50 of each query alone). A per-(environment, status) row counter kept by "
-            "triggers would make the total constant-time."
+            f"Missed: the total (a sum over the trigger-kept deploy_counts) takes {count_ms:.1f} ms, "
+            f"the page (ids skipped in the index, then {HISTORY_PAGE_SIZE} rows) {rows_ms:.1f} ms "
+            "(p50 of each query alone)."
         )  # fmt: skip
         results.append(
             Result("P7", f"history page {HISTORY_PAGE} (production + success, {HISTORY_PAGE_SIZE} a page) "
@@ -232,12 +238,13 @@ async def p7_history_page(bench: Bench) -> list[Result]:
 
 
 async def _history_parts(service: DeployService) -> tuple[float, float]:
-    """p50 milliseconds of the two queries behind the P7 page: the total, and the rows."""
+    """p50 milliseconds of the two queries behind the P7 page (as storage/repository.py issues them):
+    the total, and the rows."""
     where = "WHERE is_deleted = 'N' AND environment = 'production' AND status = 'success'"
     queries = (
-        f"SELECT count(*) FROM deploy_history {where}",
-        f"SELECT * FROM deploy_history {where} ORDER BY id DESC LIMIT {HISTORY_PAGE_SIZE} "
-        f"OFFSET {(HISTORY_PAGE - 1) * HISTORY_PAGE_SIZE}",
+        "SELECT coalesce(sum(n), 0) FROM deploy_counts WHERE environment = 'production' AND status = 'success'",
+        f"SELECT * FROM deploy_history WHERE id IN (SELECT id FROM deploy_history {where} ORDER BY id DESC "
+        f"LIMIT {HISTORY_PAGE_SIZE} OFFSET {(HISTORY_PAGE - 1) * HISTORY_PAGE_SIZE}) ORDER BY id DESC",
     )
     medians = []
     async with service.db.engine.connect() as conn:
@@ -281,10 +288,8 @@ async def p8_retention(bench: Bench) -> list[Result]:
     failed = sum(load.errors.values())
     met = p99 <= 100 and not failed
     note = "" if met else (
-        f"The job is not the cause: the p99 is {base:.0f} ms before it starts. By command: "
-        f"{load.by_kind_text()}. Every `/deploy history` ack counts the whole table (P7's finding, on "
-        f"{ROWS:,} rows), and 40 at a time they keep both cores busy, some past Slack's 3 s; with the load "
-        f"the job itself had only {progress} after {LOADED_SECONDS} s."
+        f"Missed: the p99 is {base:.0f} ms before the job starts. By command: {load.by_kind_text()}; "
+        f"with the load the job had {progress} after {LOADED_SECONDS} s."
     )  # fmt: skip
     bench.say(f"P8: retention alone {duration:.1f} s ({outcome}); with the load, after {LOADED_SECONDS} s it had "
               f"{progress}; acks p99 {base:.0f} ms before ({len(before)}), {p99:.0f} ms during ({len(during)}); "
