@@ -20,7 +20,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from bot.app import Runtime, build_runtime, create_web_app
 from bot.config import Config, ConfigError
 from bot.notifier import Timing
-from bot.slack_app import SLACK_PATH, SlackBot, create_client, create_slack_bot
+from bot.slack_app import SLACK_PATH, SlackBot, close_client, create_client, create_slack_bot
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ async def start_server(
     check_secrets(config)
     runtime = build_runtime(config, base_env=base_env)
     runner: web.AppRunner | None = None
+    client = None
     try:
         web_app = create_web_app(runtime)
         client = create_client(config)
@@ -92,6 +93,8 @@ async def start_server(
     except BaseException:
         if runner is not None:
             await runner.cleanup()
+        if client is not None:
+            await close_client(client)
         await runtime.close()
         raise
     return Server(runtime, slack, runner, socket)

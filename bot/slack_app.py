@@ -63,7 +63,10 @@ def retry_handlers() -> list[AsyncRetryHandler]:
 
 def create_client(config: Config, *, base_url: str | None = None) -> AsyncWebClient:
     """The Web API client every Slack call goes through, with retries for 429 (after Retry-After),
-    5xx and connection errors."""
+    5xx and connection errors. Its HTTP session keeps connections to Slack open between calls
+    (without one, slack_sdk opens a new connection per call); `SlackBot.close` closes it."""
+    import aiohttp
+
     url = base_url or config.secrets.slack_api_url
     if not url.endswith("/"):
         url += "/"
@@ -72,7 +75,13 @@ def create_client(config: Config, *, base_url: str | None = None) -> AsyncWebCli
         base_url=url,
         timeout=WEB_API_TIMEOUT,
         retry_handlers=retry_handlers(),
+        session=aiohttp.ClientSession(),
     )
+
+
+async def close_client(client: AsyncWebClient) -> None:
+    if client.session is not None and not client.session.closed:
+        await client.session.close()
 
 
 @dataclass
@@ -113,6 +122,7 @@ class SlackBot:
     async def close(self, timeout: float = 10.0) -> None:
         """Write what is still owed to Slack (final cards), then stop the notifier."""
         await self.notifier.close(timeout)
+        await close_client(self.app.client)
 
 
 def create_slack_bot(

@@ -1,7 +1,8 @@
 """`/deploy`: parse (bot/commands.py), call the service, render, answer ephemerally.
 
-Starting something (deploy, rollback, cancel, a modal) acks first and works after; read-only
-answers (help, history, status) are small enough to go in the ack itself.
+Everything that touches the database acks first and answers after, through the command's
+response_url: Slack wants the ack within 3 s, and a busy database must never be the reason it
+is late. Only help and usage errors, which need nothing but the command's text, go in the ack.
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ async def handle_deploy_command(
             await ack()
             await open_log_modal(ctx, client, trigger_id, deploy_id)
         case commands.History(env, status, page):
+            await ack()
             result = await service.history(env, status, page, page_size=HISTORY_PAGE_SIZE)
             await reply(render.history_message(result, ctx.config, locale, environment=env, status=status))
         case commands.Status(deploy_id):
+            await ack()
             await reply(await status_message(ctx, deploy_id))
 
 

@@ -60,6 +60,17 @@ class Bot:
     async def command(self, text: str, *, user: str = ADMIN, channel: str | None = None) -> HttpReply:
         return await self.slack.command(text, user=user, channel=channel)
 
+    async def answer(self, text: str, *, user: str = ADMIN, channel: str | None = None) -> dict:
+        """What the user is shown for a command: the ack's body, or, after an empty ack, what the
+        bot posted to the command's response_url."""
+        reply = await self.command(text, user=user, channel=channel)
+        assert reply.status == 200, reply
+        if reply.body:
+            return reply.json()
+        url = self.slack.last_response_url
+        await self.wait_for(lambda: self.fake.responses.get(url))
+        return self.fake.responses[url][0]
+
     async def click(
         self, action_id: str, value: str | None = None, *, user: str = ADMIN, **kw: Any
     ) -> HttpReply:

@@ -112,7 +112,7 @@ async def test_rollback_to_from_history_and_refused_targets(start_bot, git_repo)
     await bot.command("/deploy production main")
     only = await bot.finished()
 
-    body = (await bot.command("/deploy history")).json()
+    body = await bot.answer("/deploy history")
     assert "rollback_to" in action_ids(body)
     await bot.click("rollback_to", str(only.id), message={"blocks": body["blocks"]}, ephemeral=True)
     await bot.wait_for(lambda: bot.calls("views.open"))
@@ -158,7 +158,7 @@ async def test_history_pages_and_filters_in_place(start_bot, tmp_path) -> None:
         while not (await bot.service.get(started.id)).state.is_finished:
             await bot.service.wait_idle()
 
-    body = (await bot.command("/deploy history")).json()
+    body = await bot.answer("/deploy history")
     assert body["response_type"] == "ephemeral"
     page_one = texts(body)
     assert shows(page_one, 11) and shows(page_one, 2) and not shows(page_one, 1)
@@ -176,5 +176,5 @@ async def test_history_pages_and_filters_in_place(start_bot, tmp_path) -> None:
     assert all(shows(staging, n) for n in (1, 4, 7, 10))
     assert not any(shows(staging, n) for n in (2, 3, 5, 11))
 
-    body = (await bot.command("/deploy history staging failed")).json()
+    body = await bot.answer("/deploy history staging failed")
     assert not any(shows(texts(body), n) for n in range(1, 12))

@@ -222,9 +222,13 @@ async def test_status_shows_the_card_of_one_deploy_or_each_environment(bot) -> N
     await bot.command("/deploy production main")
     deploy = await bot.finished()
 
-    body = (await bot.command(f"/deploy status #{deploy.id}")).json()
+    body = await bot.answer(f"/deploy status #{deploy.id}")
     assert body["response_type"] == "ephemeral"
     assert f"deploy_{deploy.id}_summary" in {b.get("block_id") for b in body["blocks"]}
 
-    body = (await bot.command("/deploy status")).json()
+    body = await bot.answer("/deploy status")
     assert f"deploy_{deploy.id}_summary" in {b.get("block_id") for b in body["blocks"]}
+
+    # answered after the ack: an unknown id still reaches the user, in their language
+    body = await bot.answer("/deploy status 4242")
+    assert body["text"] == t("zh", "error.deploy_not_found", deploy_id=4242)
