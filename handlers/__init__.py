@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.kwargs_injection.async_args import AsyncArgs
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import render
 from bot.commands import UsageError
@@ -65,7 +65,7 @@ class Reply:
     open (slash commands), else through its response_url, else in the app's DM with the user."""
 
     ack: AsyncAck
-    respond: AsyncRespond | None
+    response_url: str | None
     client: AsyncWebClient
     user_id: str | None
     is_command: bool
@@ -77,8 +77,12 @@ class Reply:
                 await self.ack(response_type="ephemeral", **message.as_kwargs())
                 return
             await self.ack()
-        if self.respond is not None and self.respond.response_url:
-            await self.respond(response_type="ephemeral", replace_original=replace, **message.as_kwargs())
+        if self.response_url:
+            # on the Web API client's pooled session (Bolt's `respond` opens a connection per answer)
+            webhook = AsyncWebhookClient(
+                self.response_url, session=self.client.session, retry_handlers=self.client.retry_handlers
+            )
+            await webhook.send(response_type="ephemeral", replace_original=replace, **message.as_kwargs())
         elif self.user_id:
             await self.client.chat_postMessage(channel=self.user_id, **message.as_kwargs())
 
@@ -146,7 +150,7 @@ def _attach(ctx: SlackContext):
         context["ctx"] = ctx
         context["reply"] = Reply(
             ack=context.ack,
-            respond=context.respond,
+            response_url=context.response_url,
             client=context.client,
             user_id=context.user_id,
             is_command="command" in body,

@@ -16,14 +16,14 @@ from storage.models import Status
 from tests.slackbot_fixtures import ADMIN, CHANNEL, bot, start_bot, texts  # noqa: F401 (fixtures)
 
 
-def command(text: str, user: str = ADMIN) -> dict:
+def command(text: str, response_url: str, user: str = ADMIN) -> dict:
     form = slash_command_form(
         text,
         user_id=user,
         user_name=user.lower(),
         channel_id=CHANNEL,
         channel_name="deploys",
-        response_url="http://127.0.0.1:9/commands/T0DEPLOY1/1/unused",
+        response_url=response_url,
         trigger_id=new_trigger_id(),
     )
     return socket_envelope(form)
@@ -34,10 +34,13 @@ async def test_socket_mode_commands_events_and_redeliveries(start_bot) -> None:
     await bot.fake.wait_socket()
     assert bot.calls("apps.connections.open")
 
-    ack = await bot.fake.send_envelope(command("help"))
+    def response_url() -> str:
+        return bot.fake.response_url(channel=CHANNEL, user=ADMIN, kind="commands")
+
+    ack = await bot.fake.send_envelope(command("help", response_url()))
     assert t("zh", "cmd.help.rollback") in texts(ack["payload"])
 
-    await bot.fake.send_envelope(command("production main"))
+    await bot.fake.send_envelope(command("production main", response_url()))
     deploy = await bot.finished()
     assert deploy.state is Status.SUCCESS and bot.card(deploy.id)["channel"] == CHANNEL
     assert len(bot.thread_replies(deploy.id)) == 8
@@ -52,8 +55,11 @@ async def test_socket_mode_commands_events_and_redeliveries(start_bot) -> None:
     # Slack asks for a reconnect now and then: the app opens a new connection and carries on
     await bot.fake.disconnect()
     await bot.fake.wait_socket(connections=2)
-    ack = await bot.fake.send_envelope(command("status"))
-    assert f"deploy_{deploy.id}_summary" in {b.get("block_id") for b in ack["payload"]["blocks"]}
+    url = response_url()
+    ack = await bot.fake.send_envelope(command("status", url))
+    assert "payload" not in ack  # acked at once, answered through the response_url
+    await bot.wait_for(lambda: bot.fake.responses[url])
+    assert f"deploy_{deploy.id}_summary" in {b.get("block_id") for b in bot.fake.responses[url][0]["blocks"]}
 
     # in Socket Mode nothing listens for Slack over HTTP
     reply = await bot.command("/deploy production")
