@@ -96,7 +96,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-_ACTIVE_SQL = text("status IN ('pending', 'running')")
+# The predicate of the partial indexes on active deploys. A query meant to use them must say it in
+# these very words (with literals, not bound parameters), or SQLite cannot tell that they apply.
+ACTIVE_SQL = text("status IN ('pending', 'running')")
 
 
 class Deploy(Base):
@@ -144,9 +146,11 @@ class Deploy(Base):
             "uq_deploy_history_active_environment",
             "environment",
             unique=True,
-            sqlite_where=_ACTIVE_SQL,
-            postgresql_where=_ACTIVE_SQL,
+            sqlite_where=ACTIVE_SQL,
+            postgresql_where=ACTIVE_SQL,
         ),
+        # The few active deploys among millions, for the reaper, the heartbeat and start-up.
+        Index("ix_deploy_history_active", "id", sqlite_where=ACTIVE_SQL, postgresql_where=ACTIVE_SQL),
         # A Slack delivery retried or a button clicked twice carries the same key: one deploy.
         Index("uq_deploy_history_request_key", "request_key", unique=True),
         # History filters: newest first, optionally by environment and/or status.

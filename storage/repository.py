@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
+    ACTIVE_SQL,
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
     Deploy,
@@ -79,12 +80,12 @@ async def get_by_request_key(session: AsyncSession, key: str) -> Deploy | None:
 
 
 async def active_deploy(session: AsyncSession, environment: str) -> Deploy | None:
-    query = select(Deploy).where(Deploy.environment == environment, Deploy.status.in_(_ACTIVE))
+    query = select(Deploy).where(Deploy.environment == environment, ACTIVE_SQL)
     return (await session.execute(query)).scalars().first()
 
 
 async def active_deploys(session: AsyncSession) -> list[Deploy]:
-    query = select(Deploy).where(Deploy.status.in_(_ACTIVE)).order_by(Deploy.id)
+    query = select(Deploy).where(ACTIVE_SQL).order_by(Deploy.id)
     return list((await session.execute(query)).scalars())
 
 
@@ -155,7 +156,7 @@ async def heartbeat(session: AsyncSession, deploy_ids: Sequence[int]) -> dict[in
 
 
 async def stale_deploys(session: AsyncSession, cutoff: datetime, exclude: Sequence[int] = ()) -> list[Deploy]:
-    query = select(Deploy).where(Deploy.status.in_(_ACTIVE), Deploy.heartbeat_at < cutoff)
+    query = select(Deploy).where(ACTIVE_SQL, Deploy.heartbeat_at < cutoff)
     if exclude:
         query = query.where(Deploy.id.not_in(exclude))
     return list((await session.execute(query.order_by(Deploy.id))).scalars())

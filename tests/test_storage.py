@@ -7,7 +7,7 @@ import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, func, inspect, select, update
+from sqlalchemy import delete, event, func, inspect, select, update
 
 from storage.db import Database
 from storage.models import TRANSITIONS, Base, Deploy, Status, sources_of
@@ -153,3 +153,39 @@ async def test_the_counts_migration_counts_the_rows_already_there(db_url):
         assert all(page == real for page, real in totals.values()), totals
     finally:
         await db.dispose()
+
+
+async def test_looking_for_active_deploys_does_not_scan_the_table(tmp_path):
+    """The reaper and the heartbeat run every few seconds: on SQLite, their queries must be
+    answered from the partial indexes of active deploys, whatever the table's size. (PostgreSQL
+    plans by statistics, and rightly scans a small table, so this is about SQLite only.)"""
+    from datetime import timedelta
+
+    from storage import repository as repo
+    from storage.models import utcnow
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}")
+    await db.upgrade()
+    queries = {
+        "active": lambda s: repo.active_deploys(s),
+        "stale": lambda s: repo.stale_deploys(s, utcnow() - timedelta(seconds=30), exclude=[1, 2]),
+        "one environment": lambda s: repo.active_deploy(s, "production"),
+    }
+    statements = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2:4]))
+    try:
+        plans = {}
+        for name, query in queries.items():
+            async with db.session() as session:
+                await query(session)
+            statement, parameters = statements[-1]
+            async with db.engine.connect() as conn:
+                rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", tuple(parameters))
+                plans[name] = [row[-1] for row in rows]
+    finally:
+        await db.dispose()
+    for name, plan in plans.items():
+        assert plan and all(
+            "INDEX ix_deploy_history_active" in step or "INDEX uq_deploy_history_active_environment" in step
+            for step in plan
+        ), (name, plan)
