@@ -98,7 +98,7 @@ class DeployExecution:
     # --- RunEvents ---------------------------------------------------------------------------
 
     async def started(self, pid: int) -> None:
-        async with self.service.db.session() as session:
+        async with self.service.db.session(background=True) as session:
             moved = await repo.transition(
                 session,
                 self.deploy_id,
@@ -132,7 +132,7 @@ class DeployExecution:
 
     async def step(self, step: Step) -> None:
         previous, self.current_step = self.current_step, step
-        async with self.service.db.session() as session:
+        async with self.service.db.session(background=True) as session:
             await repo.update_deploy(
                 session,
                 self.deploy_id,
@@ -143,7 +143,7 @@ class DeployExecution:
         await self.service.emit_step(self.deploy_id, step, previous)
 
     async def commit(self, sha: str) -> None:
-        async with self.service.db.session() as session:
+        async with self.service.db.session(background=True) as session:
             await repo.update_deploy(session, self.deploy_id, commit_hash=sha)
 
     # --- log storage -------------------------------------------------------------------------
@@ -165,7 +165,7 @@ class DeployExecution:
             self._last_store = asyncio.get_running_loop().time()
             data = self._pending[0] if count == 1 else b"".join(itertools.islice(self._pending, count))
             try:
-                async with self.service.db.session() as session:
+                async with self.service.db.session(background=True) as session:
                     await repo.append_log(session, self.deploy_id, self._offset, data)
             except Exception:
                 log.exception("deploy #%s: storing %d log bytes failed; retrying", self.deploy_id, size)
@@ -206,7 +206,7 @@ class DeployExecution:
 
     async def _finish(self, result: RunResult) -> None:
         status, message, fields = self._final_state(result)
-        async with self.service.db.session() as session:
+        async with self.service.db.session(background=True) as session:
             moved = await repo.transition(
                 session, self.deploy_id, status, error_message=message, exit_code=result.exit_code, **fields
             )

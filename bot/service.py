@@ -316,7 +316,7 @@ class DeployService:
 
     async def attach_message(self, deploy_id: int, channel: str, ts: str) -> None:
         """Remember the Slack card of a deploy so any process can update it."""
-        async with self.db.session() as session:
+        async with self.db.session(background=True) as session:
             await repo.update_deploy(session, deploy_id, slack_channel=channel, slack_ts=ts)
 
     # --- upkeep --------------------------------------------------------------------------------
@@ -326,14 +326,14 @@ class DeployService:
         cutoff = utcnow() - timedelta(seconds=self.config.bot.stale_after_seconds)
         message = t(self.locale, "outcome.interrupted")
         reaped = []
-        async with self.db.session() as session:
+        async with self.db.session(background=True) as session:
             stale = await repo.stale_deploys(session, cutoff, exclude=self.running_ids)
         here = socket.gethostname()
         for deploy in stale:
             deploy_id = deploy.id
             if deploy.runner_host == here and deploy.runner_pid and stop_orphan(deploy.runner_pid, deploy_id):
                 log.warning("deploy #%s: stopped the script its dead bot left running", deploy_id)
-            async with self.db.session() as session:
+            async with self.db.session(background=True) as session:
                 if await repo.transition(session, deploy_id, Status.FAILED, error_message=message):
                     reaped.append(deploy_id)
             if deploy_id in reaped:
@@ -351,12 +351,12 @@ class DeployService:
         cleared = deleted = 0
         after: int | None = 0
         while after is not None:
-            async with self.db.session() as session:
+            async with self.db.session(background=True) as session:
                 done, after = await repo.clear_logs_before(session, logs_cutoff, after_id=after)
             cleared += done
         after = 0
         while after is not None:
-            async with self.db.session() as session:
+            async with self.db.session(background=True) as session:
                 done, after = await repo.soft_delete_before(session, records_cutoff, after_id=after)
             deleted += done
         return CleanupResult(cleared, deleted)
@@ -410,7 +410,7 @@ class DeployService:
         ids = self.running_ids
         if not ids:
             return
-        async with self.db.session() as session:
+        async with self.db.session(background=True) as session:
             requests = await repo.heartbeat(session, ids)
         for deploy_id, user in requests.items():
             if execution := self._executions.get(deploy_id):
@@ -426,7 +426,7 @@ class DeployService:
                 log.exception("observer %r failed on %s", observer, type(event).__name__)
 
     async def _snapshot(self, deploy_id: int) -> Deploy | None:
-        async with self.db.session() as session:
+        async with self.db.session(background=True) as session:
             return await repo.get_deploy(session, deploy_id, include_deleted=True)
 
     async def emit_started(self, deploy_id: int) -> None:

@@ -47,25 +47,41 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor.close()
 
 
+# Connections for requests (Slack listeners, the REST API) and, apart, for the work the bot does by
+# itself (running deploys, heartbeat, reaper, retention): however many requests pile up waiting for
+# a connection, a running deploy always gets one to store its log and its end.
+REQUEST_POOL = {"pool_size": 10, "max_overflow": 10}
+BACKGROUND_POOL = {"pool_size": 3, "max_overflow": 5}
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        kwargs: dict = {}
         if self.is_sqlite:
             database = make_url(self.url).database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-        else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        in_memory = self.is_sqlite and make_url(self.url).database in (None, "", ":memory:")
+        self.engine = self._engine(REQUEST_POOL, in_memory)
+        # one in-memory database is one connection: nothing to keep apart
+        self.background_engine = self.engine if in_memory else self._engine(BACKGROUND_POOL, in_memory)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._background_sessions = async_sessionmaker(self.background_engine, expire_on_commit=False)
+
+    def _engine(self, pool: dict, in_memory: bool) -> AsyncEngine:
+        kwargs = {} if in_memory else dict(pool) if self.is_sqlite else {**pool, "pool_pre_ping": True}
+        engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session:
+    async def session(self, *, background: bool = False) -> AsyncIterator[AsyncSession]:
+        """A unit of work, committed at the end or rolled back on error. `background=True` for
+        the bot's own work (running deploys, jobs), on its own connections."""
+        sessions = self._background_sessions if background else self._sessions
+        async with sessions() as session:
             try:
                 yield session
                 await session.commit()
@@ -83,6 +99,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.background_engine is not self.engine:
+            await self.background_engine.dispose()
 
     async def has_schema(self) -> bool:
         async with self.engine.connect() as conn:

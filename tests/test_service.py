@@ -17,7 +17,7 @@ from bot import errors
 from bot.events import DeployCreated, DeployFinished, DeployStarted, StepChanged
 from bot.service import DeployService
 from storage import repository as repo
-from storage.db import Database
+from storage.db import REQUEST_POOL, Database
 from storage.models import Deploy, LogChunk, Status, utcnow
 
 from .conftest import ADMIN, SCRIPTS, gone
@@ -217,6 +217,26 @@ async def test_cancel_reaches_a_deploy_owned_by_another_process(make_config):
         await other.cancel(deploy.id, user="U0OTHER01")
         done = await wait_for_status(other, deploy.id, Status.CANCELLED)
         assert done.cancelled_by == "U0OTHER01"
+
+
+async def test_a_flood_of_requests_cannot_starve_a_running_deploy(make_config):
+    """Requests that take every pooled connection and keep it (a burst of Slack or REST calls on a
+    slow database) leave running deploys their own: the deploy still stores its log and ends."""
+    config = make_config()
+    async with _service(config, STEP_SLEEP="0.2") as service:
+        deploy = await service.trigger("production", "main", user=ADMIN)
+        await wait_for_log(service, deploy.id, b"[1/7]")
+        capacity = REQUEST_POOL["pool_size"] + REQUEST_POOL["max_overflow"]
+        held = [await service.db.engine.connect() for _ in range(capacity)]
+        try:
+            async with asyncio.timeout(20):
+                await service.wait_idle()
+        finally:
+            for conn in held:
+                await conn.close()
+        done = await service.get(deploy.id)
+        assert done.state is Status.SUCCESS, done.error_message
+        assert b"deployed main" in (await service.logs(deploy.id)).data
 
 
 # --- one deploy per environment --------------------------------------------------------------------
@@ -539,12 +559,13 @@ async def test_estimate_is_the_median_of_earlier_successes(service):
 class _service:
     """A started DeployService on its own connection pool, closed on exit (a second bot process)."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, **environ: str) -> None:
         self.config = config
+        self.environ = {**os.environ, **environ}
 
     async def __aenter__(self) -> DeployService:
         self.db = Database(self.config.database_url)
-        self.service = DeployService(self.config, self.db, base_env=dict(os.environ))
+        self.service = DeployService(self.config, self.db, base_env=self.environ)
         await self.service.start()
         return self.service
 
