@@ -140,6 +140,8 @@ def create_slack_bot(
         client=client,
         signing_secret=signing_secret or "",
         request_verification_enabled=signing_secret is not None,
+        # Listeners return once they have acked and work on in tasks of their own (handlers.guarded).
+        process_before_response=True,
     )
     admins = Admins(config, client)
     notifier = SlackNotifier(config, service, client, timing=timing)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
 
 from handlers import guarded
 
@@ -17,7 +18,8 @@ def register(app: AsyncApp) -> None:
     app.event("app_home_opened")(guarded(handle_app_home_opened))
 
 
-async def handle_app_home_opened(event: dict, ctx: SlackContext) -> None:
+async def handle_app_home_opened(ack: AsyncAck, event: dict, ctx: SlackContext) -> None:
+    await ack()  # events are acknowledged at once; the view is published after
     if event.get("tab", "home") != "home":
         return  # the Messages tab
     ctx.notifier.remember_home_viewer(event["user"])

@@ -5,6 +5,7 @@ who may act is decided by config admins and Slack user groups."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -92,6 +93,29 @@ async def test_a_restarted_bot_ends_the_card_a_dead_bot_left_running(start_bot, 
     assert card["ts"] == posted["ts"], "the old card is updated, not a new one posted"
     assert "cancel_deploy" not in action_ids(card)
     assert t("zh", "outcome.interrupted") in texts(bot.thread_replies(row.id)[-1])
+
+
+class HeldAnswers(FakeSlack):
+    """A FakeSlack that holds every response_url post until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def _response_url(self, request):
+        await self.release.wait()
+        return await super()._response_url(request)
+
+
+async def test_an_ack_does_not_wait_for_the_work_after_it(start_bot) -> None:
+    bot = await start_bot(fake=HeldAnswers())
+    reply = await asyncio.wait_for(bot.command("/deploy history"), 5)
+    assert reply.status == 200 and not reply.body  # acked while the answer is still held
+    url = bot.slack.last_response_url
+    assert bot.fake.responses[url] == []
+    bot.fake.release.set()
+    await bot.wait_for(lambda: bot.fake.responses[url])
+    assert bot.fake.responses[url][0]["response_type"] == "ephemeral"
 
 
 async def test_rest_deploys_are_announced_in_the_notify_channel(start_bot) -> None:
