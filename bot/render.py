@@ -393,10 +393,13 @@ def deploy_modal(
     }
     skip = [_option(t(locale, f"ui.option.{name}"), name) for name in ("skip_build", "skip_migrations")]
     blocks = [
-        _input("env", t(locale, "ui.deploy_modal.env"), env_select),
+        # Choosing another environment is sent at once (dispatch_action), and the modal comes back
+        # with that environment's default branch. The branch field's action_id names the
+        # environment: Slack keeps what was typed into an input only while its ids stay the same.
+        _input("env", t(locale, "ui.deploy_modal.env"), env_select) | {"dispatch_action": True},
         _text_input(
             "branch",
-            "branch_input",
+            f"branch_input:{chosen.name}",
             t(locale, "ui.deploy_modal.branch"),
             initial=branch or chosen.default_branch,
         ),

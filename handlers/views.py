@@ -47,6 +47,7 @@ def register(app: AsyncApp) -> None:
     app.view("deploy_modal")(guarded(handle_deploy_submission))
     app.view("rollback_modal")(guarded(handle_rollback_submission))
     app.view_closed("deploy_modal")(guarded(handle_modal_closed))
+    app.action("env_select")(guarded(handle_environment_chosen))
 
 
 # --- opening modals -------------------------------------------------------------------------
@@ -126,7 +127,7 @@ async def handle_deploy_submission(
     user = body["user"]["id"]
     start = ctx.service.trigger(
         env or "",
-        ((_field(values, "branch", "branch_input") or {}).get("value") or "").strip() or None,
+        ((_only_field(values, "branch") or {}).get("value") or "").strip() or None,
         user=user,
         description=(_field(values, "description", "description_input") or {}).get("value") or "",
         skip_build="skip_build" in options,
@@ -158,6 +159,20 @@ async def handle_rollback_submission(
 
 async def handle_modal_closed(ack: AsyncAck) -> None:
     await ack()
+
+
+async def handle_environment_chosen(
+    ack: AsyncAck, action: dict, body: dict, client: AsyncWebClient, ctx: SlackContext
+) -> None:
+    """Another environment chosen in the deploy modal: the branch field gets its default branch
+    (what was typed into the description and the options stays)."""
+    await ack()
+    view = body["view"]
+    chosen = (action.get("selected_option") or {}).get("value")
+    new_view = render.deploy_modal(
+        ctx.config, ctx.locale, metadata=view.get("private_metadata") or "", environment=chosen
+    )
+    await update_view(client, view, new_view)
 
 
 def request_key(body: dict) -> str:
@@ -200,6 +215,11 @@ def _card_channel(ctx: SlackContext, view: dict, user: str) -> str:
 
 def _field(values: dict, block_id: str, action_id: str) -> dict | None:
     return (values.get(block_id) or {}).get(action_id)
+
+
+def _only_field(values: dict, block_id: str) -> dict | None:
+    """The one element of an input block, whatever its action_id."""
+    return next(iter((values.get(block_id) or {}).values()), None)
 
 
 async def update_view(client: AsyncWebClient, view: dict, new_view: dict) -> None:

@@ -437,7 +437,13 @@ def test_deploy_modal_matches_the_submitted_sample(cfg) -> None:
     sample = json.loads((PAYLOADS / "view_submission.json").read_text())["view"]
     view = render.deploy_modal(cfg, "zh", metadata=json.dumps({"channel_id": "C0DEPLOY1"}))
     validate_view(view)
-    assert _without(view["blocks"], {"max_length"}) == _without(sample["blocks"], SLACK_ECHOES)
+    blocks = _without(view["blocks"], {"max_length"})
+    # Two chosen differences: the environment select is sent as soon as it changes, and the branch
+    # input's action_id names the environment (so that a change resets it to that default branch).
+    assert blocks[0].pop("dispatch_action") is True
+    assert blocks[1]["element"]["action_id"] == "branch_input:production"
+    blocks[1]["element"]["action_id"] = "branch_input"
+    assert blocks == _without(sample["blocks"], SLACK_ECHOES)
     for key in ("callback_id", "title", "submit", "close", "private_metadata", "notify_on_close"):
         assert view[key] == sample[key], key
 
@@ -447,6 +453,7 @@ def test_deploy_modal_preselects_the_asked_environment_and_branch(cfg) -> None:
     validate_view(view)
     assert block(view, "env")["element"]["initial_option"]["value"] == "staging"
     assert block(view, "branch")["element"]["initial_value"] == "develop"  # staging's default branch
+    assert block(view, "branch")["element"]["action_id"] == "branch_input:staging"
     view = render.deploy_modal(cfg, "en", metadata="{}", environment="prod", branch="release/1.2")
     assert block(view, "env")["element"]["initial_option"]["value"] == "production"
     assert block(view, "branch")["element"]["initial_value"] == "release/1.2"

@@ -88,6 +88,32 @@ async def test_modal_submission_passes_skip_flags_to_the_script(bot) -> None:
     assert (await bot.service.history()).total == 1
 
 
+async def test_choosing_another_environment_in_the_modal_brings_its_default_branch(start_bot) -> None:
+    steps = str(SCRIPTS / "steps.sh")
+    bot = await start_bot(
+        environments={
+            "production": {"script": steps},
+            "staging": {"script": steps, "default_branch": "develop"},
+        }
+    )
+    await bot.command("/deploy")
+    (opened,) = bot.calls("views.open")
+    modal = opened.response["view"]
+    await bot.click("env_select", view=modal, selected="staging")
+    await bot.wait_for(lambda: bot.calls("views.update"))
+    (updated,) = bot.calls("views.update")
+    assert updated.params["view_id"] == modal["id"] and updated.params["hash"] == modal["hash"]
+    view = updated.response["view"]
+    env, branch = view["blocks"][0]["element"], view["blocks"][1]["element"]
+    assert env["initial_option"]["value"] == "staging"
+    assert (branch["action_id"], branch["initial_value"]) == ("branch_input:staging", "develop")
+    assert view["private_metadata"] == modal["private_metadata"]  # the card still goes to the channel
+
+    await bot.submit({"env": "staging"}, view=view)  # the branch left as shown
+    deploy = await bot.finished()
+    assert (deploy.environment, deploy.branch) == ("staging", "develop")
+
+
 async def test_modal_errors_point_at_the_field_and_write_nothing(bot) -> None:
     await bot.command("/deploy")
     modal = bot.calls("views.open")[0].response["view"]
