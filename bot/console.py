@@ -572,18 +572,51 @@ class Console:
         form = self._form
         assert form is not None
         if text and all(ASSIGNMENT.match(token) for token in _split(text)):
-            form.values.update(self._assignments(form, text))
+            values = self._assignments(form, text)
+            for item in form.fields:
+                if item.block_id in values and item.kind == "static_select":
+                    form = await self._choose(form, item, values[item.block_id])
+            form.values.update(values)
             await self._submit(form)
             return
         item = form.current
         assert item is not None
         if text:
             self._set_field(form, item, text)
+            if item.kind == "static_select":
+                form = await self._choose(form, item, form.values[item.block_id])
         elif item.kind == "checkbox" and item.block_id not in form.values:
             form.values[item.block_id] = [o["value"] for o in item.element.get("initial_options", [])]
         form.index += 1
         if form.current is None:
             await self._submit(form)
+
+    async def _choose(self, form: ModalForm, item: FormField, value: str) -> ModalForm:
+        """A select whose input block Slack sends the moment it changes (`dispatch_action`): send
+        it as Slack would, and go on with the modal as the app redraws it, answers kept."""
+        assert self.local is not None
+        view = self.local.views.get(form.view["id"], form.view)
+        block = next((b for b in view.get("blocks", []) if b.get("block_id") == item.block_id), {})
+        if not block.get("dispatch_action"):
+            return form
+        payload = block_actions_payload(
+            item.element["action_id"],
+            None,
+            user_id=self.user.id,
+            user_name=self.user.name,
+            trigger_id=new_trigger_id(),
+            view=view,
+            block_id=item.block_id,
+            action_type="static_select",
+            selected_option=value,
+        )
+        await self._dispatch(encode_interaction(payload), "application/x-www-form-urlencoded")
+        redrawn = self._form
+        if redrawn is None or redrawn is form or redrawn.view.get("id") != form.view.get("id"):
+            return form
+        redrawn.values.update(form.values)
+        redrawn.index = form.index
+        return redrawn
 
     def _set_field(self, form: ModalForm, item: FormField, answer: str) -> None:
         if item.kind == "static_select":

@@ -213,8 +213,11 @@ StartConsole = Callable[..., Console]
 async def start_console(make_config, demo, tmp_path) -> AsyncIterator[StartConsole]:
     started: list[tuple[Console, FakeSlack]] = []
 
-    async def start(user: str | None = None) -> Console:
-        config = make_config(environments=demo.environments())
+    async def start(user: str | None = None, default_branches: dict[str, str] | None = None) -> Console:
+        environments = demo.environments()
+        for name, branch in (default_branches or {}).items():
+            environments[name]["default_branch"] = branch
+        config = make_config(environments=environments)
         fake = FakeSlack()
         console = Console(config, user=user, base_env=BASE_ENV, files_dir=tmp_path / "files", slack=fake)
         started.append((console, fake))
@@ -397,6 +400,23 @@ async def test_the_deploy_modal_filled_field_by_field(console) -> None:
         False,
         True,
     )
+
+
+async def test_choosing_another_environment_in_the_modal_brings_its_default_branch(start_console) -> None:
+    console = await start_console(default_branches={"staging": "v1"})
+    await console.feed("/deploy")
+    for answer in ("staging", "", "", "n", "n"):  # the branch left as the redrawn modal shows it
+        await console.feed(answer)
+    await console.feed("wait")
+    [deploy] = await history(console)
+    assert (deploy.environment, deploy.branch) == ("staging", "v1")
+    assert "Git分支: v1" in console.text  # the modal was shown again with staging's branch
+
+    await console.feed("/deploy")  # the same in one line
+    await console.feed("env=staging description=again")
+    await console.feed("wait")
+    deploy = max(await history(console), key=lambda d: d.id)
+    assert (deploy.environment, deploy.branch, deploy.description) == ("staging", "v1", "again")
 
 
 async def test_a_refused_modal_shows_the_error_on_its_field_and_starts_nothing(console) -> None:
