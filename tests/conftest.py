@@ -21,6 +21,8 @@ from bot.config import Config, parse_config
 from bot.service import DeployService
 from storage.db import Database, normalize_url
 
+pytest_plugins = ["tests.slackbot_fixtures"]  # the `bot` and `start_bot` fixtures
+
 SCRIPTS = Path(__file__).parent / "scripts"
 ADMIN = "U0ADMIN01"
 GUEST = "U0GUEST01"

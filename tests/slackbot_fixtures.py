@@ -6,7 +6,7 @@ FakeSlack, driven by signed requests the way Slack sends them.
         deploy = await bot.finished()
         assert len(bot.thread_replies(deploy.id)) == 8
 
-Import the fixtures into a test module with `from tests.slackbot_fixtures import bot, start_bot`.
+tests/conftest.py loads this module as a plugin, so `bot` and `start_bot` are fixtures everywhere.
 The database comes from the conftest fixtures, so every test runs on SQLite and PostgreSQL.
 """
 

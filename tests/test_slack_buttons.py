@@ -1,6 +1,4 @@
 """Buttons, menus and modals over Slack's HTTP endpoint: cancel, rollback, logs, history."""
-# The bot fixtures are imported from tests/slackbot_fixtures.py; pytest injects them by name.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -9,7 +7,7 @@ import re
 from bot.i18n import t
 from storage.models import Status
 from tests.conftest import SCRIPTS
-from tests.slackbot_fixtures import ADMIN, GUEST, bot, start_bot, texts  # noqa: F401 (fixtures)
+from tests.slackbot_fixtures import ADMIN, GUEST, texts
 from tests.test_slack_deploy import action_ids
 
 OTHER_ADMIN = "U0OPS0002"

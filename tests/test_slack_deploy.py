@@ -3,8 +3,6 @@
 Each test starts the real server (bot/server.py) on a loopback port with its Web API pointed at a
 FakeSlack, sends signed requests, and asserts on the Web API calls the fake received.
 """
-# The bot fixtures are imported from tests/slackbot_fixtures.py; pytest injects them by name.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -12,7 +10,7 @@ from bot.i18n import t
 from bot.slack_local import encode_form, new_trigger_id, slash_command_form
 from storage.models import Status
 from tests.conftest import SCRIPTS
-from tests.slackbot_fixtures import ADMIN, CHANNEL, GUEST, SECRET, bot, start_bot, texts  # noqa: F401 (fixtures)
+from tests.slackbot_fixtures import ADMIN, CHANNEL, GUEST, texts
 
 
 def action_ids(message: dict) -> set[str]:

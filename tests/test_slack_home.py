@@ -1,13 +1,11 @@
 """App Home over Slack's HTTP endpoint: published on open, republished as deploys change."""
-# The bot fixtures are imported from tests/slackbot_fixtures.py; pytest injects them by name.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
 from bot.i18n import t
 from bot.slack_local import app_home_opened_event
 from storage.models import Status
-from tests.slackbot_fixtures import ADMIN, GUEST, bot, start_bot, texts  # noqa: F401 (fixtures)
+from tests.slackbot_fixtures import ADMIN, GUEST, texts
 from tests.test_slack_deploy import action_ids
 
 

@@ -1,7 +1,5 @@
 """Slack misbehaving never fails or blocks a deploy, and the final state always reaches the card;
 who may act is decided by config admins and Slack user groups."""
-# The bot fixtures are imported from tests/slackbot_fixtures.py; pytest injects them by name.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ from bot.slack_local import Answer
 from storage import repository as repo
 from storage.models import Status, utcnow
 from tests.fakeslack import FakeSlack
-from tests.slackbot_fixtures import ADMIN, BOT_TOKEN, CHANNEL, GUEST, bot, start_bot, texts  # noqa: F401
+from tests.slackbot_fixtures import ADMIN, BOT_TOKEN, CHANNEL, GUEST, texts
 from tests.test_slack_deploy import action_ids
 
 

@@ -1,6 +1,4 @@
 """Socket Mode: the same app over a WebSocket the fake opens through apps.connections.open."""
-# The bot fixtures are imported from tests/slackbot_fixtures.py; pytest injects them by name.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ from bot.slack_local import (
     socket_envelope,
 )
 from storage.models import Status
-from tests.slackbot_fixtures import ADMIN, CHANNEL, bot, start_bot, texts  # noqa: F401 (fixtures)
+from tests.slackbot_fixtures import ADMIN, CHANNEL, texts
 
 
 def command(text: str, response_url: str, user: str = ADMIN) -> dict:
