@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
@@ -45,8 +46,6 @@ class _AnyServerErrorRetryHandler(AsyncServerErrorRetryHandler):
 
 
 def retry_handlers() -> list[AsyncRetryHandler]:
-    import aiohttp
-
     return [
         AsyncConnectionErrorRetryHandler(
             max_retry_count=2,
@@ -65,8 +64,6 @@ def create_client(config: Config, *, base_url: str | None = None) -> AsyncWebCli
     """The Web API client every Slack call goes through, with retries for 429 (after Retry-After),
     5xx and connection errors. Its HTTP session keeps connections to Slack open between calls
     (without one, slack_sdk opens a new connection per call); `SlackBot.close` closes it."""
-    import aiohttp
-
     url = base_url or config.secrets.slack_api_url
     if not url.endswith("/"):
         url += "/"

@@ -58,11 +58,10 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        if self.is_sqlite:
-            database = make_url(self.url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-        in_memory = self.is_sqlite and make_url(self.url).database in (None, "", ":memory:")
+        database = make_url(self.url).database if self.is_sqlite else None
+        in_memory = self.is_sqlite and database in (None, "", ":memory:")
+        if self.is_sqlite and not in_memory:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         self.engine = self._engine(REQUEST_POOL, in_memory)
         # one in-memory database is one connection: nothing to keep apart
         self.background_engine = self.engine if in_memory else self._engine(BACKGROUND_POOL, in_memory)
