@@ -194,7 +194,6 @@ class Console:
         self._modals: list[str] = []  # surface keys of open modals, top last
         self._form: ModalForm | None = None
         self._pending: PendingPress | None = None
-        self._listeners: set[asyncio.Task] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -348,12 +347,10 @@ class Console:
 
     async def _dispatch(self, body: bytes, content_type: str) -> tuple[int, Any]:
         """Send one request through the Bolt app as Slack would, and wait until its listener is
-        done: the ack answers at once, the work after the ack runs in a task Bolt starts."""
+        done: the ack answers at once, the work after the ack runs in a task (handlers.guarded)."""
         assert self.bot is not None
         headers = signed_headers(body, self._secret, content_type=content_type)
-        before = asyncio.all_tasks()
         response = await self.bot.app.async_dispatch(AsyncBoltRequest(body=body.decode(), headers=headers))
-        self._listeners.update(task for task in asyncio.all_tasks() - before if _is_listener(task))
         await self._settle_listeners()
         try:
             answer = json.loads(response.body) if response.body else None
@@ -363,9 +360,8 @@ class Console:
 
     async def _settle_listeners(self) -> None:
         assert self.bot is not None
-        while pending := {t for t in (*self._listeners, *self.bot.context.tasks) if not t.done()}:
+        while pending := {t for t in self.bot.context.tasks if not t.done()}:
             await asyncio.wait(pending)
-        self._listeners.clear()
 
     async def _slash(self, command: str, text: str) -> None:
         assert self.local is not None
@@ -971,7 +967,7 @@ class Console:
             await self.runtime.service.wait_idle()
             await self.bot.notifier.wait_idle()
             if not self.runtime.service.running_ids and not any(
-                not task.done() for task in (*self._listeners, *self.bot.context.tasks)
+                not task.done() for task in self.bot.context.tasks
             ):
                 return
 
@@ -1001,12 +997,6 @@ class Console:
 
 
 # --- small pure pieces ------------------------------------------------------------------------
-
-
-def _is_listener(task: asyncio.Task) -> bool:
-    """Whether a task was started by Bolt to run a listener after its ack."""
-    code = getattr(task.get_coro(), "cr_code", None)
-    return code is not None and "slack_bolt" in code.co_filename
 
 
 def _is_loopback(url: str) -> bool:
