@@ -16,7 +16,7 @@ from benchmarks.context import Bench
 from benchmarks.machine import machine_facts
 from benchmarks.report import ORDER, Result, format_value, load_previous, merge, update_readme, write
 from benchmarks.workspace import Workspace
-from bot.slack_local import LocalSlack
+from bot.console.workspace import LocalSlack
 
 Figure = Callable[[Bench], Awaitable[list[Result]]]
 

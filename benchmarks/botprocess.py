@@ -1,7 +1,7 @@
 """The bot under test: `python -m bot serve` as a child process, and a REST client for it.
 
 The bot runs in its own process so its memory (VmHWM from /proc) and CPU are its own, not the
-harness's. Slack is the local workspace of bot/slack_local.py, run by the harness on 127.0.0.1.
+harness's. Slack is the local workspace of bot/console/workspace.py, run by the harness on 127.0.0.1.
 """
 
 from __future__ import annotations

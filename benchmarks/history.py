@@ -25,7 +25,7 @@ from benchmarks.context import DB_LABEL, Bench
 from benchmarks.report import Result, percentile
 from benchmarks.workspace import ADMIN_USER, script
 from bot.config import parse_config
-from bot.service import DeployService
+from bot.deploy.service import DeployService
 from storage.db import Database
 
 ROWS = 1_000_000

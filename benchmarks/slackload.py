@@ -1,5 +1,5 @@
 """Slack figures: P1 (how fast signed slash commands are acknowledged under load) and P5 (how many
-Web API calls one deploy costs). Slack is the local workspace of bot/slack_local.py; requests are
+Web API calls one deploy costs). Slack is the local workspace of bot/console/workspace.py; requests are
 signed and sent to the bot's real `POST /slack/events` by tests/fakeslack.py's SlackDriver."""
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, config) -> int:
-    from bot import cli
+    from bot.app import cli
 
     match args.command:
         case "db":
@@ -82,11 +82,11 @@ async def _run(args: argparse.Namespace, config) -> int:
         case "rollback":
             return await cli.rollback(config, args)
         case "serve":
-            from bot.server import serve
+            from bot.app.server import serve
 
             return await serve(config, args.host, args.port)
         case "console":
-            from bot.console import run_console
+            from bot.console.session import run_console
 
             return await run_console(config, args)
     print(t(config.locale, "error.generic"), file=sys.stderr)

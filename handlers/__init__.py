@@ -27,15 +27,15 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot import render
-from bot.commands import UsageError
+from bot.slack import render
+from bot.slack.grammar import UsageError
 from bot.errors import DeployError
 from bot.i18n import t
-from bot.notifier import CardFailed
+from bot.slack.notifier import CardFailed
 from storage.models import Deploy
 
 if TYPE_CHECKING:
-    from bot.slack_app import SlackContext
+    from bot.app.slack_app import SlackContext
 
 log = logging.getLogger(__name__)
 

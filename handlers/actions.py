@@ -14,7 +14,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import render
+from bot.slack import render
 from bot.errors import InvalidInput
 from bot.i18n import t
 from handlers import Reply, guarded, metadata
@@ -30,7 +30,7 @@ from handlers.views import (
 )
 
 if TYPE_CHECKING:
-    from bot.slack_app import SlackContext
+    from bot.app.slack_app import SlackContext
 
 NO_FILTER = "all"
 

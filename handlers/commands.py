@@ -1,4 +1,4 @@
-"""`/deploy`: parse (bot/commands.py), call the service, render, answer ephemerally.
+"""`/deploy`: parse (bot/slack/grammar.py), call the service, render, answer ephemerally.
 
 Everything that touches the database acks first and answers after, through the command's
 response_url: Slack wants the ack within 3 s, and a busy database must never be the reason it
@@ -13,13 +13,14 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import commands, render
+from bot.slack import grammar
+from bot.slack import render
 from bot.i18n import t
 from handlers import Reply, guarded
 from handlers.views import open_deploy_modal, open_log_modal
 
 if TYPE_CHECKING:
-    from bot.slack_app import SlackContext
+    from bot.app.slack_app import SlackContext
 
 HISTORY_PAGE_SIZE = 10
 MAX_BLOCKS = 50
@@ -32,17 +33,17 @@ def register(app: AsyncApp) -> None:
 async def handle_deploy_command(
     ack: AsyncAck, command: dict, client: AsyncWebClient, ctx: SlackContext, reply: Reply
 ) -> None:
-    parsed = commands.parse(command.get("text") or "", ctx.config)
+    parsed = grammar.parse(command.get("text") or "", ctx.config)
     user, channel, trigger_id = command["user_id"], command["channel_id"], command["trigger_id"]
     key = f"slack:{trigger_id}"  # slash commands carry no retry id; trigger_id is per invocation
     service, locale = ctx.service, ctx.locale
     match parsed:
-        case commands.Open():
+        case grammar.Open():
             await ack()
             await open_deploy_modal(ctx, client, trigger_id, channel=channel)
-        case commands.Help():
-            await reply(render.help_message(commands.help_rows(locale), locale))
-        case commands.Deploy(env, branch, skip_build, skip_migrations, description):
+        case grammar.Help():
+            await reply(render.help_message(grammar.help_rows(locale), locale))
+        case grammar.Deploy(env, branch, skip_build, skip_migrations, description):
             await ack()
             deploy = await service.trigger(
                 env,
@@ -55,25 +56,25 @@ async def handle_deploy_command(
                 request_key=key,
             )
             await reply.card_problems(ctx, deploy)
-        case commands.Rollback(target_id, reason):
+        case grammar.Rollback(target_id, reason):
             await ack()
             deploy = await service.rollback(
                 target_id, user=user, reason=reason, channel=channel, request_key=key
             )
             await reply.card_problems(ctx, deploy)
-        case commands.Cancel(deploy_id):
+        case grammar.Cancel(deploy_id):
             await ack()
             await service.cancel(deploy_id, user=user)
             await reply(render.notice(t(locale, "cmd.cancel_requested", deploy_id=deploy_id)))
-        case commands.Logs(deploy_id):
+        case grammar.Logs(deploy_id):
             await service.get(deploy_id)  # an unknown id is answered here, before the ack
             await ack()
             await open_log_modal(ctx, client, trigger_id, deploy_id)
-        case commands.History(env, status, page):
+        case grammar.History(env, status, page):
             await ack()
             result = await service.history(env, status, page, page_size=HISTORY_PAGE_SIZE)
             await reply(render.history_message(result, ctx.config, locale, environment=env, status=status))
-        case commands.Status(deploy_id):
+        case grammar.Status(deploy_id):
             await ack()
             await reply(await status_message(ctx, deploy_id))
 

@@ -11,7 +11,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from handlers import guarded
 
 if TYPE_CHECKING:
-    from bot.slack_app import SlackContext
+    from bot.app.slack_app import SlackContext
 
 
 def register(app: AsyncApp) -> None:

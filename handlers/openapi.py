@@ -16,7 +16,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from bot.errors import DescriptionTooLong
-from bot.service import MAX_DESCRIPTION, MAX_PAGE_SIZE
+from bot.deploy.service import MAX_DESCRIPTION, MAX_PAGE_SIZE
 from storage.models import Deploy, Status
 
 API_PREFIX = "/api/v1"

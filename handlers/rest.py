@@ -38,7 +38,7 @@ from bot.errors import (
     UnknownEnvironment,
 )
 from bot.i18n import CATALOGUES, Text, t
-from bot.service import DeployService, LogView
+from bot.deploy.service import DeployService, LogView
 from handlers import openapi
 from handlers.openapi import (
     DeployRecord,

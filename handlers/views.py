@@ -18,7 +18,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import render
+from bot.slack import render
 from bot.errors import (
     DeployError,
     DescriptionTooLong,
@@ -31,7 +31,7 @@ from handlers import Reply, guarded, metadata
 from storage.models import Deploy
 
 if TYPE_CHECKING:
-    from bot.slack_app import SlackContext
+    from bot.app.slack_app import SlackContext
 
 ACK_BUDGET = 2.0  # seconds the service gets to answer before the modal must close
 MAX_FIELD_ERROR = 300

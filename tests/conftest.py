@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.config import Config, parse_config
-from bot.service import DeployService
+from bot.deploy.service import DeployService
 from storage.db import Database, normalize_url
 
 pytest_plugins = ["tests.slackbot_fixtures"]  # the `bot` and `start_bot` fixtures

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.slack_local import (
+from bot.console.workspace import (
     BLOCK_CARRIERS,
     DEFAULT_CHANNEL,
     FORM,

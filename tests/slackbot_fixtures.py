@@ -1,4 +1,4 @@
-"""A running deploybot for the Slack tests: bot/server.py on a loopback port, its Web API pointed at a
+"""A running deploybot for the Slack tests: bot/app/server.py on a loopback port, its Web API pointed at a
 FakeSlack, driven by signed requests the way Slack sends them.
 
     async def test_x(bot):
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from bot.notifier import Timing
-from bot.server import Server, start_server
+from bot.slack.notifier import Timing
+from bot.app.server import Server, start_server
 from storage.models import Deploy
 from tests.conftest import ADMIN, GUEST
 from tests.fakeslack import FakeSlack, HttpReply, SlackDriver

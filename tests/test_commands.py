@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot import commands
-from bot.commands import (
+from bot.slack import grammar
+from bot.slack.grammar import (
     Cancel,
     Deploy,
     Help,
@@ -79,7 +79,7 @@ def refused(text: str, config: Config) -> UsageError:
         ("HELP", Help()),
     ],
 )
-def test_accepted(text: str, expected: commands.Command, config: Config) -> None:
+def test_accepted(text: str, expected: grammar.Command, config: Config) -> None:
     assert parse(text, config) == expected
 
 
@@ -88,7 +88,7 @@ def test_unknown_word_names_commands_and_environments_and_shows_all_usage(config
     assert error.message_key == "cmd.error.unknown_word"
     message = error.message("zh")
     assert "deploy-it" in message and "production" in message and "history" in message
-    assert error.usage == commands.FULL_USAGE
+    assert error.usage == grammar.FULL_USAGE
     assert "/deploy history [env] [status] [page]" in error.usage
 
 
@@ -124,7 +124,7 @@ def test_bad_branch_says_why_in_the_locale(config: Config) -> None:
 
 def test_help_comes_from_the_parser_table(config: Config) -> None:
     rows = help_rows("zh")
-    assert [syntax for syntax, _ in rows] == [form.syntax for form in commands.GRAMMAR]
+    assert [syntax for syntax, _ in rows] == [form.syntax for form in grammar.GRAMMAR]
     assert dict(rows)["/deploy help"] == t("zh", "cmd.help.help")
     assert dict(help_rows("en"))["/deploy cancel <id>"] == "Cancel a running deploy"
     # every syntax in the help parses when its placeholders are filled in

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import Console, run_console
-from bot.console_render import (
+from bot.console.session import Console, run_console
+from bot.console.render import (
     controls,
     mrkdwn,
     render_blocks,

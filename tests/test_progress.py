@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import InvalidBranch
-from bot.git import check_branch
-from bot.progress import CommitReported, OutputScanner, Step, estimate_seconds
+from bot.deploy.git import check_branch
+from bot.deploy.progress import CommitReported, OutputScanner, Step, estimate_seconds
 
 OUTPUT = (
     b"preparing\n"

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bot import i18n, render
-from bot.commands import FULL_USAGE, help_rows
+from bot import i18n
+from bot.slack import render
+from bot.slack.grammar import FULL_USAGE, help_rows
 from bot.config import Config, parse_config
 from bot.i18n import t
-from bot.progress import Step
+from bot.deploy.progress import Step
 from storage.models import Deploy
 from storage.repository import Page
 from tests.blockkit import validate_message, validate_view

@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot import errors
-from bot.app import create_web_app, start_runtime
-from bot.events import DeployCreated
-from bot.service import DeployService, LogView
+from bot.app.runtime import create_web_app, start_runtime
+from bot.deploy.events import DeployCreated
+from bot.deploy.service import DeployService, LogView
 from handlers import openapi
 from handlers.rest import ERROR_STATUS, register_routes, status_of, token_name, whole_characters
 from storage import repository as repo

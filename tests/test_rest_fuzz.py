@@ -21,9 +21,9 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 
-from bot.app import create_web_app, start_runtime
+from bot.app.runtime import create_web_app, start_runtime
 from bot.config import Config
-from bot.service import DeployService
+from bot.deploy.service import DeployService
 from handlers.openapi import build_document
 
 from .conftest import SCRIPTS

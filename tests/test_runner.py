@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.progress import Step
-from bot.runner import Outcome, RunSpec, ScriptRun, script_environment
+from bot.deploy.progress import Step
+from bot.deploy.runner import Outcome, RunSpec, ScriptRun, script_environment
 
 from .conftest import SCRIPTS, alive, gone
 
@@ -170,7 +170,7 @@ async def test_custom_step_pattern_replaces_the_default(tmp_path, pattern):
 
 
 async def test_stop_orphan_only_touches_the_deploys_own_script(tmp_path):
-    from bot.runner import stop_orphan
+    from bot.deploy.runner import stop_orphan
 
     rec = Recorder()
     run = ScriptRun(spec_for(tmp_path, "echo up\nsleep 30\n", env={"DEPLOY_ID": "41"}), rec)

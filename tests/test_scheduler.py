@@ -1,6 +1,6 @@
 """The scheduler wires the reaper and retention jobs from config."""
 
-from bot.scheduler import Scheduler
+from bot.deploy.scheduler import Scheduler
 
 
 async def test_jobs_follow_the_config(make_config, service):

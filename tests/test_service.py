@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot import errors
-from bot.events import DeployCreated, DeployFinished, DeployStarted, StepChanged
-from bot.service import DeployService
+from bot.deploy.events import DeployCreated, DeployFinished, DeployStarted, StepChanged
+from bot.deploy.service import DeployService
 from storage import repository as repo
 from storage.db import REQUEST_POOL, Database
 from storage.models import Deploy, LogChunk, Status, utcnow

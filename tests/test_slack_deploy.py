@@ -1,13 +1,13 @@
 """End to end over Slack's HTTP endpoint: /deploy, the modal, the card and its thread, refusals.
 
-Each test starts the real server (bot/server.py) on a loopback port with its Web API pointed at a
+Each test starts the real server (bot/app/server.py) on a loopback port with its Web API pointed at a
 FakeSlack, sends signed requests, and asserts on the Web API calls the fake received.
 """
 
 from __future__ import annotations
 
 from bot.i18n import t
-from bot.slack_local import encode_form, new_trigger_id, slash_command_form
+from bot.console.workspace import encode_form, new_trigger_id, slash_command_form
 from storage.models import Status
 from tests.conftest import SCRIPTS
 from tests.slackbot_fixtures import ADMIN, CHANNEL, GUEST, texts

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.i18n import t
-from bot.slack_local import app_home_opened_event
+from bot.console.workspace import app_home_opened_event
 from storage.models import Status
 from tests.slackbot_fixtures import ADMIN, GUEST, texts
 from tests.test_slack_deploy import action_ids

@@ -23,7 +23,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack_local import (
+from bot.console.workspace import (
     Call,
     LocalSlack,
     block_actions_payload,

@@ -10,7 +10,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.i18n import t
-from bot.slack_local import Answer
+from bot.console.workspace import Answer
 from storage import repository as repo
 from storage.models import Status, utcnow
 from tests.fakeslack import FakeSlack

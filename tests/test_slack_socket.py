@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.i18n import t
-from bot.slack_local import (
+from bot.console.workspace import (
     app_home_opened_event,
     event_callback,
     new_trigger_id,

@@ -33,9 +33,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.app import Runtime, build_runtime
+from bot.app.runtime import Runtime, build_runtime
 from bot.config import Config
-from bot.console_render import (
+from bot.console.render import (
     BOLD,
     DIM,
     RED,
@@ -49,8 +49,8 @@ from bot.console_render import (
     strip_ansi,
 )
 from bot.i18n import t
-from bot.slack_app import SlackBot, create_client, create_slack_bot
-from bot.slack_local import (
+from bot.app.slack_app import SlackBot, create_client, create_slack_bot
+from bot.console.workspace import (
     DEFAULT_CHANNEL,
     Call,
     LocalSlack,

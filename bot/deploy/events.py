@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.progress import Step
+from bot.deploy.progress import Step
 from storage.models import Deploy
 
 

@@ -19,14 +19,14 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from bot.i18n import t
-from bot.progress import Step
-from bot.runner import Outcome, RunResult, RunSpec, ScriptRun, script_environment
+from bot.deploy.progress import Step
+from bot.deploy.runner import Outcome, RunResult, RunSpec, ScriptRun, script_environment
 from storage import repository as repo
 from storage.models import Deploy, Status, utcnow
 
 if TYPE_CHECKING:
     from bot.config import Environment
-    from bot.service import DeployService
+    from bot.deploy.service import DeployService
 
 log = logging.getLogger(__name__)
 

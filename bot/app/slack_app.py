@@ -23,9 +23,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.config import Config
-from bot.notifier import SlackNotifier, Timing
-from bot.permissions import Admins
-from bot.service import DeployService
+from bot.slack.notifier import SlackNotifier, Timing
+from bot.slack.permissions import Admins
+from bot.deploy.service import DeployService
 
 SLACK_PATH = "/slack/events"
 WEB_API_TIMEOUT = 15

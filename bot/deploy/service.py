@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import git
+from bot.deploy import git
 from bot.config import Config, Environment
 from bot.errors import (
     CommitMissing,
@@ -32,12 +32,12 @@ from bot.errors import (
     UnknownBranch,
     UnknownEnvironment,
 )
-from bot.events import DeployCreated, DeployEvent, DeployStarted, Observer, StepChanged
-from bot.events import DeployFinished as Finished
-from bot.execution import DeployExecution
+from bot.deploy.events import DeployCreated, DeployEvent, DeployStarted, Observer, StepChanged
+from bot.deploy.events import DeployFinished as Finished
+from bot.deploy.execution import DeployExecution
 from bot.i18n import Text, t
-from bot.progress import Step, estimate_seconds
-from bot.runner import stop_orphan
+from bot.deploy.progress import Step, estimate_seconds
+from bot.deploy.runner import stop_orphan
 from storage import repository as repo
 from storage.db import Database
 from storage.models import Deploy, Status, utcnow

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bot.config import Config
-from bot.scheduler import Scheduler
-from bot.service import DeployService
+from bot.deploy.scheduler import Scheduler
+from bot.deploy.service import DeployService
 from storage.db import Database
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot import git
+from bot.deploy import git
 from bot.config import Config
 from bot.errors import InvalidBranch
 from bot.i18n import CATALOGUES, t

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from bot.config import Config, Environment
 from bot.i18n import t
-from bot.progress import Step
+from bot.deploy.progress import Step
 from storage.models import Deploy, Status
 from storage.repository import Page
 

@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import sys
 
-from bot.app import start_runtime
+from bot.app.runtime import start_runtime
 from bot.config import Config
-from bot.events import DeployEvent, DeployFinished, StepChanged
+from bot.deploy.events import DeployEvent, DeployFinished, StepChanged
 from bot.i18n import t
 from storage.db import Database
 from storage.models import Deploy, Status

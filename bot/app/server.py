@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-from bot.app import Runtime, build_runtime, create_web_app
+from bot.app.runtime import Runtime, build_runtime, create_web_app
 from bot.config import Config, ConfigError
-from bot.notifier import Timing
-from bot.slack_app import SLACK_PATH, SlackBot, close_client, create_client, create_slack_bot
+from bot.slack.notifier import Timing
+from bot.app.slack_app import SLACK_PATH, SlackBot, close_client, create_client, create_slack_bot
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from bot.progress import CommitReported, OutputScanner, Step
+from bot.deploy.progress import CommitReported, OutputScanner, Step
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024  # a chatty script writes on while we store what it wrote

@@ -30,15 +30,15 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import render
+from bot.slack import render
 from bot.config import Config, Environment
-from bot.events import DeployEvent, DeployFinished, StepChanged
+from bot.deploy.events import DeployEvent, DeployFinished, StepChanged
 from bot.i18n import t
-from bot.progress import Step
+from bot.deploy.progress import Step
 from storage.models import Deploy, Status, utcnow
 
 if TYPE_CHECKING:
-    from bot.service import DeployService
+    from bot.deploy.service import DeployService
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Config, cron_trigger
-from bot.service import DeployService
+from bot.deploy.service import DeployService
 
 log = logging.getLogger(__name__)
 
