@@ -55,7 +55,9 @@ class DeployNotFound(DeployError):
     key = "error.deploy_not_found"
 
 
-class DeployFinished(DeployError):
+class AlreadyFinished(DeployError):
+    """Cancelling a deploy that has already ended."""
+
     code = "deploy_finished"
     key = "error.deploy_finished"
 
@@ -73,8 +75,3 @@ class CommitMissing(DeployError):
 class RepoUnavailable(DeployError):
     code = "repo_unavailable"
     key = "error.repo_unavailable"
-
-
-class NotAdmin(DeployError):
-    code = "not_admin"
-    key = "error.not_admin"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import InvalidBranch
 from bot.deploy.git import check_branch
 from bot.deploy.progress import CommitReported, OutputScanner, Step, estimate_seconds
+from bot.errors import InvalidBranch
 
 OUTPUT = (
     b"preparing\n"

@@ -1,14 +1,18 @@
-"""The runner against real subprocesses: output, exit codes, signals, timeouts, environment."""
+"""The runner against real subprocesses: output, exit codes, signals, timeouts, environment; and
+the one secret filter every subprocess of the engine (deploy scripts, git) goes through."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 from pathlib import Path
 
 import pytest
 
+from bot.deploy import git
+from bot.deploy.environ import is_secret, without_secrets
 from bot.deploy.progress import Step
 from bot.deploy.runner import Outcome, RunSpec, ScriptRun, script_environment
 
@@ -151,6 +155,57 @@ async def test_environment_has_no_secrets_and_stdin_is_empty(tmp_path):
     rec2 = Recorder()
     await ScriptRun(RunSpec([str(script)], tmp_path, env, 30), rec2).execute()
     assert rec2.data == b"stdin empty\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("SLACK_BOT_TOKEN", True),
+        ("SLACK_SIGNING_SECRET", True),
+        ("DEPLOYBOT_API_TOKENS", True),
+        ("DATABASE_URL", True),
+        ("PATH", False),
+        ("HOME", False),
+        ("MY_SLACK_CHANNEL", False),
+        ("DATABASE_URL_HINT", False),
+    ],
+)
+def test_secret_names(name, secret):
+    assert is_secret(name) is secret
+    assert (name in without_secrets({name: "x", "KEEP": "y"})) is not secret
+
+
+async def test_git_runs_without_the_bots_secrets(tmp_path, monkeypatch, git_repo):
+    """The git the bot starts (and so every hook, ssh or helper git starts) never sees its secrets:
+    a `git` first on PATH records the environment it was given, then runs the real one."""
+    real_git = shutil.which("git")
+    seen = tmp_path / "git.env"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(f'#!/bin/sh\nenv >> "{seen}"\nexec "{real_git}" "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    secrets = {
+        "SLACK_BOT_TOKEN": "xoxb-secret",
+        "SLACK_APP_TOKEN": "xapp-secret",
+        "DATABASE_URL": "postgresql://deploybot:hunter2@db/deploybot",
+        "DEPLOYBOT_API_TOKENS": "ci:abc123",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KEEP_ME", "yes")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    assert await git.resolve_branch(str(git_repo.path), "main") == git_repo.second
+    assert await git.commit_exists(str(git_repo.path), git_repo.first)
+
+    text = seen.read_text()
+    runs = text.count("GIT_TERMINAL_PROMPT=0")
+    assert runs == 2  # both git runs went through the recorder
+    names = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line}
+    assert "KEEP_ME" in names
+    assert not names & set(secrets)
+    for value in secrets.values():
+        assert value not in text
 
 
 async def test_a_missing_interpreter_is_a_spawn_failure(tmp_path):

@@ -79,7 +79,7 @@ async def _follow(runtime, deploy: Deploy) -> int:
             final.append(event.deploy)
             done.set()
 
-    service.subscribe(observe)
+    service.events.subscribe(observe)
     print(f"#{deploy.id} {deploy.environment} {deploy.branch} {deploy.short_commit}", file=sys.stderr)
     offset = 0
     out = sys.stdout.buffer

@@ -1,17 +1,26 @@
-"""What the deploy service tells its observers (the Slack notifier, the console, tests).
+"""The event bus of the engine: what happens to deploys, and the observers told about it.
 
-Observers are plain callables that must return at once: the service calls them inline while a
-deploy runs, so anything slow (a Web API call) belongs on the observer's own queue. A failing
-observer is logged and ignored; it never affects a deploy.
+The engine reports only through this bus; the Slack notifier, the console, the CLI and tests
+subscribe to it, and the engine knows none of them. Observers are plain callables that must return
+at once: the bus calls them inline while a deploy runs, so anything slow (a Web API call) belongs
+on the observer's own queue. A failing observer is logged and ignored; it never affects a deploy.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.deploy.progress import Step
+from storage import repository as repo
 from storage.models import Deploy
+
+if TYPE_CHECKING:
+    from storage.db import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,3 +52,29 @@ class DeployFinished(DeployEvent):
 
 
 Observer = Callable[[DeployEvent], None]
+
+
+class EventBus:
+    """The observers of one deploy service, and the one way events reach them."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._observers: list[Observer] = []
+
+    def subscribe(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def emit(self, event: DeployEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("observer %r failed on %s", observer, type(event).__name__)
+
+    async def publish(self, deploy_id: int, make_event: Callable[[Deploy], DeployEvent]) -> None:
+        """Emit the event `make_event` builds from a detached snapshot of the deploy's row as it is
+        now (soft-deleted rows included); nothing when the row is gone."""
+        async with self._db.session(background=True) as session:
+            deploy = await repo.get_deploy(session, deploy_id, include_deleted=True)
+        if deploy is not None:
+            self.emit(make_event(deploy))

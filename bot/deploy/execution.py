@@ -3,9 +3,13 @@
 It receives the runner's events, appends the log in chunks (at once when a megabyte has piled up,
 so memory stays flat however much a script prints; a quiet script's lines within a quarter of a
 second, so a follower and the first line of a deploy are prompt; in any case every second),
-records steps and the reported commit, writes the final state, and tells the service's observers. Output waits as the
-pieces the pipe delivered: a piece is never copied before it is stored, and a chunk of one piece is
-stored as it is.
+records steps and the reported commit, writes the final state, and publishes what happened on the
+event bus. Output waits as the pieces the pipe delivered: a piece is never copied before it is
+stored, and a chunk of one piece is stored as it is.
+
+An execution is given everything it works with (the database, the bus, the locale, the script's
+spec) and knows nothing of the service that starts it: the service stops it through `cancel`
+(a user asked) or `interrupt` (the bot is shutting down).
 """
 
 from __future__ import annotations
@@ -16,17 +20,19 @@ import itertools
 import logging
 import socket
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from bot.i18n import t
+from bot.deploy.events import DeployFinished, DeployStarted, EventBus, StepChanged
 from bot.deploy.progress import Step
 from bot.deploy.runner import Outcome, RunResult, RunSpec, ScriptRun, script_environment
+from bot.i18n import t
 from storage import repository as repo
 from storage.models import Deploy, Status, utcnow
 
 if TYPE_CHECKING:
     from bot.config import Environment
-    from bot.deploy.service import DeployService
+    from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +45,53 @@ FLUSH_SECONDS = 1.0
 TRICKLE_SECONDS = 0.25
 
 
+def deploy_variables(deploy: Deploy) -> dict[str, str]:
+    """What a deploy script learns about its deploy (DESIGN §3)."""
+    return {
+        "DEPLOY_ID": str(deploy.id),
+        "DEPLOY_ENVIRONMENT": deploy.environment,
+        "DEPLOY_BRANCH": deploy.branch,
+        "DEPLOY_COMMIT": deploy.commit_hash or "",
+        "DEPLOY_USER": deploy.deployed_by,
+        "DEPLOY_DESCRIPTION": deploy.description or "",
+        "DEPLOY_ROLLBACK_OF": str(deploy.rollback_of or ""),
+        "SKIP_BUILD": "1" if deploy.skip_build else "0",
+        "SKIP_MIGRATIONS": "1" if deploy.skip_migrations else "0",
+    }
+
+
+def run_spec(deploy: Deploy, env: Environment, base_env: Mapping[str, str], grace: float) -> RunSpec:
+    """How `env`'s script runs for `deploy`: the bot's environment without its secrets, plus the
+    deploy's variables."""
+    return RunSpec(
+        argv=[str(env.script), *env.args],
+        cwd=env.cwd,
+        env=script_environment(base_env, deploy_variables(deploy)),
+        timeout=env.timeout_seconds,
+        grace=grace,
+        step_pattern=env.step_pattern,
+    )
+
+
 class DeployExecution:
-    def __init__(self, service: DeployService, deploy: Deploy, env: Environment, base_env: dict[str, str]):
-        self.service = service
+    def __init__(
+        self,
+        deploy: Deploy,
+        spec: RunSpec,
+        *,
+        db: Database,
+        events: EventBus,
+        locale: str,
+        timeout_minutes: float,
+    ) -> None:
         self.deploy_id = deploy.id
-        self.locale = service.locale
-        self.cancelled_by: str | None = None
-        self.interrupted = False  # the bot is shutting down under this deploy
-        self.current_step: Step | None = None
+        self.db = db
+        self.events = events
+        self.locale = locale
+        self.timeout_minutes = timeout_minutes  # as configured, for the timeout message
+        self._cancelled_by: str | None = None
+        self._interrupted = False  # the bot is shutting down under this deploy
+        self._current_step: Step | None = None
         self._pending: deque[bytes] = deque()  # output not stored yet, as the pipe delivered it
         self._pending_size = 0
         self._offset = 0
@@ -55,36 +100,22 @@ class DeployExecution:
         self._due = False  # a second has passed: flush even a partial chunk
         self._last_store = float("-inf")  # loop time the last chunk began to be stored
         self._trickle: asyncio.TimerHandle | None = None
-        deploy_vars = {
-            "DEPLOY_ID": str(deploy.id),
-            "DEPLOY_ENVIRONMENT": deploy.environment,
-            "DEPLOY_BRANCH": deploy.branch,
-            "DEPLOY_COMMIT": deploy.commit_hash or "",
-            "DEPLOY_USER": deploy.deployed_by,
-            "DEPLOY_DESCRIPTION": deploy.description or "",
-            "DEPLOY_ROLLBACK_OF": str(deploy.rollback_of or ""),
-            "SKIP_BUILD": "1" if deploy.skip_build else "0",
-            "SKIP_MIGRATIONS": "1" if deploy.skip_migrations else "0",
-        }
-        spec = RunSpec(
-            argv=[str(env.script), *env.args],
-            cwd=env.cwd,
-            env=script_environment(base_env, deploy_vars),
-            timeout=env.timeout_seconds,
-            grace=service.config.bot.cancel_grace_seconds,
-            step_pattern=env.step_pattern,
-        )
-        self.timeout_minutes = env.timeout_minutes
-        self.run = ScriptRun(spec, self)
+        self._run = ScriptRun(spec, self)
 
     def cancel(self, user: str) -> None:
-        self.cancelled_by = self.cancelled_by or user
-        self.run.cancel()
+        """`user` asked to cancel: stop the script; the deploy ends as cancelled by the first asker."""
+        self._cancelled_by = self._cancelled_by or user
+        self._run.cancel()
+
+    def interrupt(self) -> None:
+        """The bot is shutting down: stop the script; the deploy ends as interrupted."""
+        self._interrupted = True
+        self._run.cancel()
 
     async def execute(self) -> None:
         ticker = asyncio.create_task(self._tick())
         try:
-            result = await self.run.execute()
+            result = await self._run.execute()
         except Exception as exc:  # a bug or a storage outage must still end the deploy
             log.exception("deploy #%s crashed", self.deploy_id)
             result = RunResult(Outcome.FAILED, detail=str(exc))
@@ -98,7 +129,7 @@ class DeployExecution:
     # --- RunEvents ---------------------------------------------------------------------------
 
     async def started(self, pid: int) -> None:
-        async with self.service.db.session(background=True) as session:
+        async with self.db.session(background=True) as session:
             moved = await repo.transition(
                 session,
                 self.deploy_id,
@@ -108,9 +139,9 @@ class DeployExecution:
                 runner_pid=pid,
             )
         if not moved:  # cancelled or reaped while pending
-            self.run.cancel()
+            self._run.cancel()
             return
-        await self.service.emit_started(self.deploy_id)
+        await self.events.publish(self.deploy_id, DeployStarted)
 
     async def output(self, data: bytes) -> None:
         self._pending.append(data)
@@ -131,8 +162,8 @@ class DeployExecution:
         self._kick()
 
     async def step(self, step: Step) -> None:
-        previous, self.current_step = self.current_step, step
-        async with self.service.db.session(background=True) as session:
+        previous, self._current_step = self._current_step, step
+        async with self.db.session(background=True) as session:
             await repo.update_deploy(
                 session,
                 self.deploy_id,
@@ -140,10 +171,10 @@ class DeployExecution:
                 step_total=step.total,
                 step_title=step.title,
             )
-        await self.service.emit_step(self.deploy_id, step, previous)
+        await self.events.publish(self.deploy_id, lambda deploy: StepChanged(deploy, step, previous))
 
     async def commit(self, sha: str) -> None:
-        async with self.service.db.session(background=True) as session:
+        async with self.db.session(background=True) as session:
             await repo.update_deploy(session, self.deploy_id, commit_hash=sha)
 
     # --- log storage -------------------------------------------------------------------------
@@ -165,7 +196,7 @@ class DeployExecution:
             self._last_store = asyncio.get_running_loop().time()
             data = self._pending[0] if count == 1 else b"".join(itertools.islice(self._pending, count))
             try:
-                async with self.service.db.session(background=True) as session:
+                async with self.db.session(background=True) as session:
                     await repo.append_log(session, self.deploy_id, self._offset, data)
             except Exception:
                 log.exception("deploy #%s: storing %d log bytes failed; retrying", self.deploy_id, size)
@@ -206,22 +237,23 @@ class DeployExecution:
 
     async def _finish(self, result: RunResult) -> None:
         status, message, fields = self._final_state(result)
-        async with self.service.db.session(background=True) as session:
+        async with self.db.session(background=True) as session:
             moved = await repo.transition(
                 session, self.deploy_id, status, error_message=message, exit_code=result.exit_code, **fields
             )
         if moved:
-            await self.service.emit_finished(self.deploy_id, tuple(result.tail))
+            tail = tuple(result.tail)
+            await self.events.publish(self.deploy_id, lambda deploy: DeployFinished(deploy, tail))
 
     def _final_state(self, result: RunResult) -> tuple[Status, str | None, dict]:
         locale = self.locale
-        if self.interrupted:
+        if self._interrupted:
             return Status.FAILED, t(locale, "outcome.interrupted"), {}
         match result.outcome:
             case Outcome.SUCCESS:
                 return Status.SUCCESS, None, {}
             case Outcome.CANCELLED:
-                user = self.cancelled_by or "?"
+                user = self._cancelled_by or "?"
                 return Status.CANCELLED, t(locale, "outcome.cancelled", user=user), {"cancelled_by": user}
             case Outcome.TIMEOUT:
                 minutes = f"{self.timeout_minutes:g}"

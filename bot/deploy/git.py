@@ -1,4 +1,8 @@
-"""Branch name rules and commit resolution against an environment's repository."""
+"""Branch name rules, and commit resolution against an environment's repository.
+
+Only this module runs git, always without a shell, without a terminal to prompt on, and with the
+bot's environment minus its secrets (`bot.deploy.environ`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from bot.deploy.environ import without_secrets
 from bot.errors import InvalidBranch
 from bot.i18n import Text
 
@@ -48,9 +53,7 @@ class GitError(Exception):
 
 
 def _git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DEPLOYBOT_"))}
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", LC_ALL="C")
-    return env
+    return {**without_secrets(os.environ), "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
 
 
 async def _git(*args: str, timeout: float = GIT_TIMEOUT) -> tuple[int, str]:

@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from bot.deploy.environ import without_secrets
 from bot.deploy.progress import CommitReported, OutputScanner, Step
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024  # a chatty script writes on while we store what it wrote
 STREAM_LIMIT = READ_SIZE  # asyncio pauses the pipe past twice this much unread output
 DRAIN_SECONDS = 2.0
-SECRET_PREFIXES = ("SLACK_", "DEPLOYBOT_")
-SECRET_NAMES = frozenset({"DATABASE_URL", "TEST_DATABASE_URL", "PGPASSWORD"})
 
 
 class Outcome(enum.StrEnum):
@@ -67,13 +66,7 @@ class RunEvents(Protocol):
 
 def script_environment(base: Mapping[str, str], deploy_vars: Mapping[str, str]) -> dict[str, str]:
     """The bot's environment without its secrets, plus the deploy's own variables."""
-    env = {
-        key: value
-        for key, value in base.items()
-        if not key.startswith(SECRET_PREFIXES) and key not in SECRET_NAMES
-    }
-    env.update(deploy_vars)
-    return env
+    return {**without_secrets(base), **deploy_vars}
 
 
 class ScriptRun:
@@ -88,10 +81,6 @@ class ScriptRun:
         self._cancel_requested = False
         self._timed_out = False
         self._stopping: asyncio.Task | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     def cancel(self) -> None:
         self._cancel_requested = True

@@ -1,8 +1,9 @@
 """The deploy service: every action on deploys, whoever asks (Slack, the REST API, the console, the CLI).
 
 Input is checked here, before anything is written or started: a refusal is a `DeployError` and
-leaves no row and no process behind. Deploys run as tasks of this process; their heartbeat proves
-they are alive, and the reaper ends those whose owner stopped proving it.
+leaves no row and no process behind. Deploys run as tasks of this process (one `DeployExecution`
+each); their heartbeat proves they are alive, and the reaper ends those whose owner stopped proving
+it. What happens is published on the service's event bus, `service.events`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.deploy import git
 from bot.config import Config, Environment
+from bot.deploy import git
+from bot.deploy.events import DeployCreated, DeployFinished, EventBus
+from bot.deploy.execution import DeployExecution, run_spec
+from bot.deploy.progress import estimate_seconds
+from bot.deploy.runner import stop_orphan
 from bot.errors import (
+    AlreadyFinished,
     CommitMissing,
-    DeployFinished,
     DeployNotFound,
     DescriptionTooLong,
     EnvironmentBusy,
@@ -32,12 +37,7 @@ from bot.errors import (
     UnknownBranch,
     UnknownEnvironment,
 )
-from bot.deploy.events import DeployCreated, DeployEvent, DeployStarted, Observer, StepChanged
-from bot.deploy.events import DeployFinished as Finished
-from bot.deploy.execution import DeployExecution
 from bot.i18n import Text, t
-from bot.deploy.progress import Step, estimate_seconds
-from bot.deploy.runner import stop_orphan
 from storage import repository as repo
 from storage.db import Database
 from storage.models import Deploy, Status, utcnow
@@ -76,15 +76,12 @@ class DeployService:
         self.db = db
         self.locale = config.locale
         self._base_env = dict(os.environ if base_env is None else base_env)
-        self._observers: list[Observer] = []
+        self.events = EventBus(db)
         self._executions: dict[int, DeployExecution] = {}
         self._tasks: set[asyncio.Task] = set()
         self._heartbeat_task: asyncio.Task | None = None
 
     # --- lifecycle of the service itself -------------------------------------------------------
-
-    def subscribe(self, observer: Observer) -> None:
-        self._observers.append(observer)
 
     async def start(self) -> None:
         """Prepare the schema if the database is empty, end deploys a dead bot left behind,
@@ -100,8 +97,7 @@ class DeployService:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
         for execution in list(self._executions.values()):
-            execution.interrupted = True
-            execution.run.cancel()
+            execution.interrupt()
         await self.wait_idle()
 
     async def wait_idle(self) -> None:
@@ -173,7 +169,7 @@ class DeployService:
                 await self._refuse_if_busy(env)
                 if attempt == INSERT_ATTEMPTS - 1:
                     raise
-        self._emit(DeployCreated(deploy))
+        self.events.emit(DeployCreated(deploy))
         self._launch(deploy, env)
         return deploy
 
@@ -226,12 +222,12 @@ class DeployService:
     async def cancel(self, deploy_id: int, *, user: str) -> Deploy:
         deploy = await self.get(deploy_id)
         if deploy.state.is_finished:
-            raise DeployFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
+            raise AlreadyFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
         async with self.db.session() as session:
             flagged = await repo.request_cancel(session, deploy_id, user)
         if not flagged:
             deploy = await self.get(deploy_id)
-            raise DeployFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
+            raise AlreadyFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
         if execution := self._executions.get(deploy_id):
             execution.cancel(user)
         # else another process owns it: its heartbeat picks the request up within seconds
@@ -337,7 +333,7 @@ class DeployService:
                 if await repo.transition(session, deploy_id, Status.FAILED, error_message=message):
                     reaped.append(deploy_id)
             if deploy_id in reaped:
-                await self.emit_finished(deploy_id, ())
+                await self.events.publish(deploy_id, DeployFinished)
         if reaped:
             log.warning("reaped interrupted deploys: %s", reaped)
         return reaped
@@ -386,7 +382,14 @@ class DeployService:
         return commit
 
     def _launch(self, deploy: Deploy, env: Environment) -> None:
-        execution = DeployExecution(self, deploy, env, self._base_env)
+        execution = DeployExecution(
+            deploy,
+            run_spec(deploy, env, self._base_env, self.config.bot.cancel_grace_seconds),
+            db=self.db,
+            events=self.events,
+            locale=self.locale,
+            timeout_minutes=env.timeout_minutes,
+        )
         self._executions[deploy.id] = execution
 
         async def run() -> None:
@@ -415,28 +418,3 @@ class DeployService:
         for deploy_id, user in requests.items():
             if execution := self._executions.get(deploy_id):
                 execution.cancel(user)
-
-    # --- events --------------------------------------------------------------------------------
-
-    def _emit(self, event: DeployEvent) -> None:
-        for observer in self._observers:
-            try:
-                observer(event)
-            except Exception:
-                log.exception("observer %r failed on %s", observer, type(event).__name__)
-
-    async def _snapshot(self, deploy_id: int) -> Deploy | None:
-        async with self.db.session(background=True) as session:
-            return await repo.get_deploy(session, deploy_id, include_deleted=True)
-
-    async def emit_started(self, deploy_id: int) -> None:
-        if deploy := await self._snapshot(deploy_id):
-            self._emit(DeployStarted(deploy))
-
-    async def emit_step(self, deploy_id: int, step: Step, previous: Step | None) -> None:
-        if deploy := await self._snapshot(deploy_id):
-            self._emit(StepChanged(deploy, step, previous))
-
-    async def emit_finished(self, deploy_id: int, tail: tuple[str, ...]) -> None:
-        if deploy := await self._snapshot(deploy_id):
-            self._emit(Finished(deploy, tail))
