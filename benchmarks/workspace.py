@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from storage.db import normalize_url
+from bot.config import normalize_url
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -4,37 +4,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 
 from bot.config import ConfigError, load_config
 from bot.errors import DeployError
 from bot.i18n import t
+from bot.slack.grammar import RESERVED_WORDS
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deploybot", description="Slack chat-ops deploy bot")
-    parser.add_argument("--config", help="TOML config (default $DEPLOYBOT_CONFIG or ./deploybot.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _global_options(parser, suppress=False)
+    # The same options after the verb (`deploybot serve --config X`); SUPPRESS keeps a value given
+    # before the verb when none is given after it.
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
     commands = parser.add_subparsers(dest="command", required=True)
+    add_parser = functools.partial(commands.add_parser, parents=[common])
 
-    serve = commands.add_parser("serve", help="run the bot (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
+    serve = add_parser("serve", help="run the bot (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
 
-    console = commands.add_parser("console", help="the whole bot in a terminal, without Slack")
+    console = add_parser("console", help="the whole bot in a terminal, without Slack")
     console.add_argument(
         "--user", default=None, help="Slack user id or name to act as (default: first admin)"
     )
     console.add_argument("--script", help="read commands from this file instead of stdin")
     console.add_argument("--no-color", action="store_true")
 
-    db = commands.add_parser("db", help="database schema")
+    db = add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
 
-    commands.add_parser("cleanup", help="run the retention job once and print what it changed")
+    add_parser("cleanup", help="run the retention job once and print what it changed")
 
-    deploy = commands.add_parser("deploy", help="run one deploy here and stream its log")
+    deploy = add_parser("deploy", help="run one deploy here and stream its log")
     deploy.add_argument("environment")
     deploy.add_argument("branch", nargs="?")
     deploy.add_argument("--user", default="cli")
@@ -42,11 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--skip-build", action="store_true")
     deploy.add_argument("--skip-migrations", action="store_true")
 
-    rollback = commands.add_parser("rollback", help="roll back to an earlier successful deploy")
+    rollback = add_parser("rollback", help="roll back to an earlier successful deploy")
     rollback.add_argument("deploy_id", type=int)
     rollback.add_argument("--user", default="cli")
     rollback.add_argument("--reason", default="")
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    keep = {"default": argparse.SUPPRESS} if suppress else {}
+    parser.add_argument(
+        "--config", **keep, help="TOML config (default $DEPLOYBOT_CONFIG or ./deploybot.toml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", **keep, help="debug logging")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, reserved_words=RESERVED_WORDS)
     except ConfigError as exc:
         print(f"deploybot: config error: {exc}", file=sys.stderr)
         return 2

@@ -8,18 +8,27 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from storage.db import normalize_url
+from sqlalchemy.engine import make_url
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-RESERVED_WORDS = frozenset({"help", "history", "status", "logs", "cancel", "rollback"})
 ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def normalize_url(url: str) -> str:
+    """Accept the plain `postgresql://` and `sqlite://` spellings and pick the async drivers."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    return parsed.render_as_string(hide_password=False)
 
 
 class ConfigError(Exception):
@@ -211,7 +220,14 @@ def parse_api_tokens(raw: str) -> dict[str, str]:
     return tokens
 
 
-def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike | None = None,
+    environ: dict[str, str] | None = None,
+    *,
+    reserved_words: Collection[str] = (),
+) -> Config:
+    """Read and check the config file. `reserved_words` are the `/deploy` sub-commands (the
+    grammar's), which no environment or alias may be named."""
     environ = dict(os.environ if environ is None else environ)
     chosen = Path(path or environ.get("DEPLOYBOT_CONFIG") or "deploybot.toml")
     try:
@@ -220,10 +236,12 @@ def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] |
         raise ConfigError(f"{chosen}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
-    return parse_config(raw, chosen.resolve(), environ)
+    return parse_config(raw, chosen.resolve(), environ, reserved_words=reserved_words)
 
 
-def parse_config(raw: dict, path: Path, environ: dict[str, str]) -> Config:
+def parse_config(
+    raw: dict, path: Path, environ: dict[str, str], *, reserved_words: Collection[str] = ()
+) -> Config:
     base = path.parent
     if environ.get("DATABASE_URL"):
         raw = {**raw, "bot": {**raw.get("bot", {}), "database_url": environ["DATABASE_URL"]}}
@@ -242,7 +260,7 @@ def parse_config(raw: dict, path: Path, environ: dict[str, str]) -> Config:
         key = f"environments.{name}"
         if not ENV_NAME.match(name):
             raise ConfigError(f"{path}: {key}: names use lowercase letters, digits, '-' and '_'")
-        if name in RESERVED_WORDS:
+        if name in reserved_words:
             raise ConfigError(f"{path}: {key}: '{name}' is a /deploy sub-command")
         script = _resolve(base, env.script)
         if not script.is_file():
@@ -265,7 +283,7 @@ def parse_config(raw: dict, path: Path, environ: dict[str, str]) -> Config:
         for word in env.aliases:
             word = word.strip().lower()
             key = f"environments.{name}.aliases"
-            if word in RESERVED_WORDS:
+            if word in reserved_words:
                 raise ConfigError(f"{path}: {key}: '{word}' is a /deploy sub-command")
             if lookup.get(word, name) != name:
                 raise ConfigError(f"{path}: {key}: '{word}' already names {lookup[word]}")

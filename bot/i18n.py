@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DEFAULT_LOCALE = "zh"
-
 ZH: dict[str, str] = {
     # errors
     "error.generic": "操作失败",
@@ -150,7 +148,7 @@ ZH: dict[str, str] = {
     "cmd.history_title": "部署历史",
     "cmd.close": "关闭",
     "cmd.log_file_title": "部署 #{deploy_id} 的完整日志",
-    # Block Kit messages and views (bot/render.py)
+    # Block Kit messages and views (bot/slack/blocks/)
     "ui.card.rollback_of": "回滚到 #{deploy_id}",
     "ui.field.branch": "分支",
     "ui.field.commit": "提交",

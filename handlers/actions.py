@@ -14,14 +14,16 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import render
 from bot.errors import InvalidInput
 from bot.i18n import t
-from handlers import Reply, guarded, metadata
+from bot.slack.blocks.history import history_message
+from bot.slack.blocks.messages import Message, notice
 from handlers.commands import HISTORY_PAGE_SIZE
-from handlers.views import (
+from handlers.guard import Reply, guarded
+from handlers.modals import (
     history_modal,
     log_modal,
+    metadata,
     open_deploy_modal,
     open_log_modal,
     open_modal,
@@ -30,7 +32,7 @@ from handlers.views import (
 )
 
 if TYPE_CHECKING:
-    from bot.app.slack_app import SlackContext
+    from handlers.context import SlackContext
 
 NO_FILTER = "all"
 
@@ -68,7 +70,7 @@ async def handle_cancel_deploy(
 ) -> None:
     await ack()
     deploy = await ctx.service.cancel(deploy_id(action), user=body["user"]["id"])
-    await reply(render.notice(t(ctx.locale, "cmd.cancel_requested", deploy_id=deploy.id)))
+    await reply(notice(t(ctx.locale, "cmd.cancel_requested", deploy_id=deploy.id)))
 
 
 async def handle_rollback(
@@ -79,7 +81,7 @@ async def handle_rollback(
     undo = await ctx.service.get(deploy_id(action))
     target = await ctx.service.rollback_target_for(undo)
     if target is None:
-        await reply(render.notice(t(ctx.locale, "cmd.no_rollback_target", deploy_id=undo.id)))
+        await reply(notice(t(ctx.locale, "cmd.no_rollback_target", deploy_id=undo.id)))
         return
     await open_rollback_modal(
         ctx, client, body["trigger_id"], target, undo=undo, channel=channel_of(body), push=in_modal(body)
@@ -126,9 +128,9 @@ async def handle_history_change(
         await reply(message, replace=True)
 
 
-async def _history(ctx: SlackContext, env: str | None, status: str | None, page: int) -> render.Message:
+async def _history(ctx: SlackContext, env: str | None, status: str | None, page: int) -> Message:
     result = await ctx.service.history(env, status, page, page_size=HISTORY_PAGE_SIZE)
-    return render.history_message(result, ctx.config, ctx.locale, environment=env, status=status)
+    return history_message(result, ctx.config, ctx.locale, environment=env, status=status)
 
 
 # --- reading clicks -------------------------------------------------------------------------

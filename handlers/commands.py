@@ -13,14 +13,16 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import grammar
-from bot.slack import render
 from bot.i18n import t
-from handlers import Reply, guarded
-from handlers.views import open_deploy_modal, open_log_modal
+from bot.slack import grammar
+from bot.slack.blocks.card import deploy_card
+from bot.slack.blocks.history import history_message
+from bot.slack.blocks.messages import Message, help_message, notice
+from handlers.guard import Reply, guarded
+from handlers.modals import open_deploy_modal, open_log_modal
 
 if TYPE_CHECKING:
-    from bot.app.slack_app import SlackContext
+    from handlers.context import SlackContext
 
 HISTORY_PAGE_SIZE = 10
 MAX_BLOCKS = 50
@@ -38,12 +40,12 @@ async def handle_deploy_command(
     key = f"slack:{trigger_id}"  # slash commands carry no retry id; trigger_id is per invocation
     service, locale = ctx.service, ctx.locale
     match parsed:
-        case grammar.Open():
+        case grammar.OpenModal():
             await ack()
             await open_deploy_modal(ctx, client, trigger_id, channel=channel)
-        case grammar.Help():
-            await reply(render.help_message(grammar.help_rows(locale), locale))
-        case grammar.Deploy(env, branch, skip_build, skip_migrations, description):
+        case grammar.ShowHelp():
+            await reply(help_message(grammar.help_rows(locale), locale))
+        case grammar.StartDeploy(env, branch, skip_build, skip_migrations, description):
             await ack()
             deploy = await service.trigger(
                 env,
@@ -56,30 +58,30 @@ async def handle_deploy_command(
                 request_key=key,
             )
             await reply.card_problems(ctx, deploy)
-        case grammar.Rollback(target_id, reason):
+        case grammar.RollbackTo(target_id, reason):
             await ack()
             deploy = await service.rollback(
                 target_id, user=user, reason=reason, channel=channel, request_key=key
             )
             await reply.card_problems(ctx, deploy)
-        case grammar.Cancel(deploy_id):
+        case grammar.CancelDeploy(deploy_id):
             await ack()
             await service.cancel(deploy_id, user=user)
-            await reply(render.notice(t(locale, "cmd.cancel_requested", deploy_id=deploy_id)))
-        case grammar.Logs(deploy_id):
+            await reply(notice(t(locale, "cmd.cancel_requested", deploy_id=deploy_id)))
+        case grammar.ShowLogs(deploy_id):
             await service.get(deploy_id)  # an unknown id is answered here, before the ack
             await ack()
             await open_log_modal(ctx, client, trigger_id, deploy_id)
-        case grammar.History(env, status, page):
+        case grammar.ShowHistory(env, status, page):
             await ack()
             result = await service.history(env, status, page, page_size=HISTORY_PAGE_SIZE)
-            await reply(render.history_message(result, ctx.config, locale, environment=env, status=status))
-        case grammar.Status(deploy_id):
+            await reply(history_message(result, ctx.config, locale, environment=env, status=status))
+        case grammar.ShowStatus(deploy_id):
             await ack()
             await reply(await status_message(ctx, deploy_id))
 
 
-async def status_message(ctx: SlackContext, deploy_id: int | None) -> render.Message:
+async def status_message(ctx: SlackContext, deploy_id: int | None) -> Message:
     """The card of one deploy, or of the latest deploy of every environment."""
     if deploy_id is not None:
         deploys = [await ctx.service.get(deploy_id)]
@@ -88,11 +90,11 @@ async def status_message(ctx: SlackContext, deploy_id: int | None) -> render.Mes
         for name in ctx.config.environments:
             deploys.extend((await ctx.service.history(name, page_size=1)).items)
     if not deploys:
-        return render.notice(t(ctx.locale, "cmd.no_deploys"))
-    cards = [render.deploy_card(d, await ctx.notifier.card_context(d), ctx.locale) for d in deploys]
+        return notice(t(ctx.locale, "cmd.no_deploys"))
+    cards = [deploy_card(d, await ctx.notifier.card_context(d), ctx.locale) for d in deploys]
     blocks: list[dict] = []
     for card in cards:
         if len(blocks) + len(card.blocks) > MAX_BLOCKS:
             break
         blocks.extend(card.blocks)
-    return render.Message(text="\n".join(card.text for card in cards), blocks=blocks)
+    return Message(text="\n".join(card.text for card in cards), blocks=blocks)

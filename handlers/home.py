@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from handlers import guarded
+from handlers.guard import guarded
 
 if TYPE_CHECKING:
-    from bot.app.slack_app import SlackContext
+    from handlers.context import SlackContext
 
 
 def register(app: AsyncApp) -> None:

@@ -15,8 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
-from bot.errors import DescriptionTooLong
 from bot.deploy.service import MAX_DESCRIPTION, MAX_PAGE_SIZE
+from bot.errors import DescriptionTooLong
 from storage.models import Deploy, Status
 
 API_PREFIX = "/api/v1"
@@ -135,7 +135,7 @@ class DeployRecord(BaseModel):
         return cls.model_validate(deploy)
 
 
-class DeployStatus(BaseModel):
+class StatusReport(BaseModel):
     """Where a deploy stands, small enough to poll."""
 
     model_config = ConfigDict(from_attributes=True)
@@ -158,7 +158,7 @@ class DeployStatus(BaseModel):
     cancel_requested_by: str | None
 
     @classmethod
-    def of(cls, deploy: Deploy) -> DeployStatus:
+    def of(cls, deploy: Deploy) -> StatusReport:
         return cls.model_validate(
             {**DeployRecord.of(deploy).model_dump(), "finished": deploy.state.is_finished}
         )
@@ -261,7 +261,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         f"{API_PREFIX}/deploy/status/{{deploy_id}}",
         "Status and progress of a deploy",
-        response=DeployStatus,
+        response=StatusReport,
         errors=(400, 404),
         path_params=DeployPath,
     ),

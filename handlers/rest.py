@@ -22,33 +22,32 @@ from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 
 from bot.config import Config
+from bot.deploy.service import DeployService, LogView
 from bot.errors import (
+    AlreadyFinished,
     CommitMissing,
     DeployError,
-    DeployFinished,
     DeployNotFound,
     DescriptionTooLong,
     EnvironmentBusy,
     InvalidBranch,
     InvalidInput,
-    NotAdmin,
     RepoUnavailable,
     RollbackNotEligible,
     UnknownBranch,
     UnknownEnvironment,
 )
 from bot.i18n import CATALOGUES, Text, t
-from bot.deploy.service import DeployService, LogView
 from handlers import openapi
 from handlers.openapi import (
     DeployRecord,
-    DeployStatus,
     ErrorDetail,
     ErrorResponse,
     Health,
     HistoryPage,
     LogText,
     Operation,
+    StatusReport,
 )
 
 log = logging.getLogger(__name__)
@@ -60,10 +59,9 @@ ERROR_STATUS: dict[type[DeployError], int] = {
     InvalidBranch: 400,
     UnknownBranch: 400,
     DescriptionTooLong: 400,
-    NotAdmin: 403,
     DeployNotFound: 404,
     EnvironmentBusy: 409,
-    DeployFinished: 409,
+    AlreadyFinished: 409,
     RollbackNotEligible: 422,
     CommitMissing: 422,
     RepoUnavailable: 502,
@@ -100,7 +98,7 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="deploybot"'}
 
 
 @dataclass(frozen=True)
-class Call:
+class ApiRequest:
     """One authenticated, validated request."""
 
     service: DeployService
@@ -110,14 +108,14 @@ class Call:
     body: Any
 
 
-Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+Handler = Callable[[ApiRequest], Awaitable[web.StreamResponse]]
 
 
 def register_routes(app: web.Application, service: DeployService, config: Config) -> None:
     """Add the REST API, /healthz and /api/v1/openapi.json to `app`."""
     document = openapi.build_document()
 
-    async def serve_document(call: Call) -> web.Response:
+    async def serve_document(call: ApiRequest) -> web.Response:
         return web.json_response(document)
 
     handlers: dict[str, Handler] = {
@@ -141,7 +139,7 @@ def register_routes(app: web.Application, service: DeployService, config: Config
 # --- the endpoints -------------------------------------------------------------------------------
 
 
-async def handle_trigger(call: Call) -> web.Response:
+async def handle_trigger(call: ApiRequest) -> web.Response:
     body: openapi.TriggerRequest = call.body
     deploy = await call.service.trigger(
         body.environment,
@@ -155,11 +153,11 @@ async def handle_trigger(call: Call) -> web.Response:
     return _respond(DeployRecord.of(deploy), 201)
 
 
-async def handle_status(call: Call) -> web.Response:
-    return _respond(DeployStatus.of(await call.service.get(call.path.deploy_id)))
+async def handle_status(call: ApiRequest) -> web.Response:
+    return _respond(StatusReport.of(await call.service.get(call.path.deploy_id)))
 
 
-async def handle_logs(call: Call) -> web.Response:
+async def handle_logs(call: ApiRequest) -> web.Response:
     view = await call.service.logs(call.path.deploy_id, call.query.offset)
     if call.query.output == "raw":
         return web.Response(
@@ -180,7 +178,7 @@ async def handle_logs(call: Call) -> web.Response:
     return _respond(page, headers=_log_headers(next_offset, view.complete))
 
 
-async def handle_history(call: Call) -> web.Response:
+async def handle_history(call: ApiRequest) -> web.Response:
     query: openapi.HistoryQuery = call.query
     page = await call.service.history(
         query.environment, query.status.value if query.status else None, query.page, query.page_size
@@ -193,15 +191,15 @@ async def handle_history(call: Call) -> web.Response:
     )
 
 
-async def handle_record(call: Call) -> web.Response:
+async def handle_record(call: ApiRequest) -> web.Response:
     return _respond(DeployRecord.of(await call.service.get(call.path.deploy_id)))
 
 
-async def handle_cancel(call: Call) -> web.Response:
+async def handle_cancel(call: ApiRequest) -> web.Response:
     return _respond(DeployRecord.of(await call.service.cancel(call.path.deploy_id, user=call.user)), 202)
 
 
-async def handle_rollback(call: Call) -> web.Response:
+async def handle_rollback(call: ApiRequest) -> web.Response:
     body: openapi.RollbackRequest = call.body
     deploy = await call.service.rollback(
         body.deploy_id, user=call.user, reason=body.description, source="api"
@@ -209,7 +207,7 @@ async def handle_rollback(call: Call) -> web.Response:
     return _respond(DeployRecord.of(deploy), 201)
 
 
-async def handle_health(call: Call) -> web.Response:
+async def handle_health(call: ApiRequest) -> web.Response:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
             reachable = await call.service.db.ping()
@@ -270,7 +268,7 @@ def _endpoint(op: Operation, handler: Handler, service: DeployService, config: C
         path = _parse(op.path_params, dict(request.match_info))
         query = _parse(op.query, {key: request.query[key] for key in request.query})
         body = await _read_body(op.body, request)
-        return await handler(Call(service, user, path, query, body))
+        return await handler(ApiRequest(service, user, path, query, body))
 
     endpoint.__name__ = op.operation_id
     return endpoint

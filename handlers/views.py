@@ -1,4 +1,4 @@
-"""Modals: opening the deploy, rollback, log and history modals, and the two submissions.
+"""Modal submissions (deploy, rollback), a modal closed, and the environment chosen in the deploy modal.
 
 A submission is checked by the service itself before the modal closes: the deploy (or rollback)
 is asked for at once and, if the service refuses, the refusal is shown on the field it concerns
@@ -9,16 +9,13 @@ remote repository), the modal closes and the outcome arrives as a message instea
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import render
 from bot.errors import (
     DeployError,
     DescriptionTooLong,
@@ -26,12 +23,13 @@ from bot.errors import (
     RepoUnavailable,
     UnknownBranch,
 )
-from bot.i18n import t
-from handlers import Reply, guarded, metadata
+from bot.slack.blocks.modals import deploy_modal
+from handlers.guard import Reply, guarded
+from handlers.modals import metadata, update_view
 from storage.models import Deploy
 
 if TYPE_CHECKING:
-    from bot.app.slack_app import SlackContext
+    from handlers.context import SlackContext
 
 ACK_BUDGET = 2.0  # seconds the service gets to answer before the modal must close
 MAX_FIELD_ERROR = 300
@@ -48,68 +46,6 @@ def register(app: AsyncApp) -> None:
     app.view("rollback_modal")(guarded(handle_rollback_submission))
     app.view_closed("deploy_modal")(guarded(handle_modal_closed))
     app.action("env_select")(guarded(handle_environment_chosen))
-
-
-# --- opening modals -------------------------------------------------------------------------
-
-
-async def open_modal(client: AsyncWebClient, trigger_id: str, view: dict, *, push: bool = False) -> None:
-    """Open `view`, or stack it on top when the click came from a modal already open."""
-    if push:
-        await client.views_push(trigger_id=trigger_id, view=view)
-    else:
-        await client.views_open(trigger_id=trigger_id, view=view)
-
-
-async def open_deploy_modal(
-    ctx: SlackContext, client: AsyncWebClient, trigger_id: str, *, channel: str | None, push: bool = False
-) -> None:
-    meta = json.dumps({"channel_id": channel})
-    await open_modal(
-        client, trigger_id, render.deploy_modal(ctx.config, ctx.locale, metadata=meta), push=push
-    )
-
-
-async def open_log_modal(
-    ctx: SlackContext, client: AsyncWebClient, trigger_id: str, deploy_id: int, *, push: bool = False
-) -> None:
-    await open_modal(client, trigger_id, await log_modal(ctx, deploy_id), push=push)
-
-
-async def log_modal(ctx: SlackContext, deploy_id: int) -> dict:
-    tail = await ctx.service.log_tail(deploy_id)
-    env = ctx.config.environments.get(tail.deploy.environment)
-    return render.log_modal(tail.deploy, env, tail.text, ctx.locale, truncated=tail.offset > 0)
-
-
-async def open_rollback_modal(
-    ctx: SlackContext,
-    client: AsyncWebClient,
-    trigger_id: str,
-    target: Deploy,
-    *,
-    undo: Deploy | None,
-    channel: str | None,
-    push: bool = False,
-) -> None:
-    """Ask for a reason before rolling back to `target`; refuses at once if it is not eligible."""
-    await ctx.service.check_rollback_target(target)
-    meta = json.dumps({"target_id": target.id, "undo_id": undo.id if undo else None, "channel_id": channel})
-    env = ctx.config.environments.get(target.environment)
-    view = render.rollback_modal(target, env, ctx.locale, metadata=meta, undo=undo)
-    await open_modal(client, trigger_id, view, push=push)
-
-
-def history_modal(message: render.Message, locale: str) -> dict:
-    """The history message shown as a modal, for clicks that have no channel to answer in
-    (App Home)."""
-    return {
-        "type": "modal",
-        "callback_id": "deploy_history",
-        "title": {"type": "plain_text", "text": t(locale, "cmd.history_title")},
-        "close": {"type": "plain_text", "text": t(locale, "cmd.close")},
-        "blocks": message.blocks,
-    }
 
 
 # --- submissions ----------------------------------------------------------------------------
@@ -169,7 +105,7 @@ async def handle_environment_chosen(
     await ack()
     view = body["view"]
     chosen = (action.get("selected_option") or {}).get("value")
-    new_view = render.deploy_modal(
+    new_view = deploy_modal(
         ctx.config, ctx.locale, metadata=view.get("private_metadata") or "", environment=chosen
     )
     await update_view(client, view, new_view)
@@ -220,12 +156,3 @@ def _field(values: dict, block_id: str, action_id: str) -> dict | None:
 def _only_field(values: dict, block_id: str) -> dict | None:
     """The one element of an input block, whatever its action_id."""
     return next(iter((values.get(block_id) or {}).values()), None)
-
-
-async def update_view(client: AsyncWebClient, view: dict, new_view: dict) -> None:
-    """Replace an open modal; a `hash_conflict` means someone else just replaced it: theirs wins."""
-    try:
-        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
-    except SlackApiError as exc:
-        if exc.response.get("error") != "hash_conflict":
-            raise

@@ -17,17 +17,9 @@ from sqlalchemy import event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from bot.config import normalize_url
+
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def normalize_url(url: str) -> str:
-    """Accept the plain `postgresql://` and `sqlite://` spellings and pick the async drivers."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    elif parsed.drivername == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    return parsed.render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.config import Config, parse_config
+from bot.config import Config, normalize_url, parse_config
 from bot.deploy.service import DeployService
-from storage.db import Database, normalize_url
+from storage.db import Database
 
 pytest_plugins = ["tests.slackbot_fixtures"]  # the `bot` and `start_bot` fixtures
 

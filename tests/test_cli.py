@@ -55,3 +55,21 @@ def test_a_bad_config_names_the_key(tmp_path):
     result = deploybot(path, "cleanup")
     assert result.returncode == 2
     assert f"{path}: bot:".encode() in result.stderr
+
+
+def test_global_options_work_after_the_verb_too(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[bot]\nadmins = []\n[environments.production]\nscript = "/nope"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "cleanup", "--config", str(path), "-v"], capture_output=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert f"{path}: bot:".encode() in result.stderr
+
+
+def test_an_environment_named_like_a_sub_command_is_refused(tmp_path):
+    path = tmp_path / "deploybot.toml"
+    path.write_text(f'[bot]\nadmins = ["U1"]\n[environments.history]\nscript = "{SCRIPTS / "steps.sh"}"\n')
+    result = deploybot(path, "cleanup")
+    assert result.returncode == 2
+    assert b"environments.history: 'history' is a /deploy sub-command" in result.stderr

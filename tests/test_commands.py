@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from bot.config import Config, parse_config
+from bot.i18n import t
 from bot.slack import grammar
 from bot.slack.grammar import (
-    Cancel,
-    Deploy,
-    Help,
-    History,
-    Logs,
-    Open,
-    Rollback,
-    Status,
+    CancelDeploy,
+    OpenModal,
+    RollbackTo,
+    ShowHelp,
+    ShowHistory,
+    ShowLogs,
+    ShowStatus,
+    StartDeploy,
     UsageError,
     help_rows,
     parse,
 )
-from bot.config import Config, parse_config
-from bot.i18n import t
 from tests.conftest import SCRIPTS
 
 
@@ -48,35 +48,35 @@ def refused(text: str, config: Config) -> UsageError:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", Open()),
-        ("   ", Open()),
-        ("production", Deploy("production")),
-        ("prod main", Deploy("production", "main")),
-        ("PROD release/2025.11", Deploy("production", "release/2025.11")),
-        ("生产 main --skip-build", Deploy("production", "main", skip_build=True)),
+        ("", OpenModal()),
+        ("   ", OpenModal()),
+        ("production", StartDeploy("production")),
+        ("prod main", StartDeploy("production", "main")),
+        ("PROD release/2025.11", StartDeploy("production", "release/2025.11")),
+        ("生产 main --skip-build", StartDeploy("production", "main", skip_build=True)),
         (
             "staging main --skip-migrations --skip-build fix  the login   bug",
-            Deploy(
+            StartDeploy(
                 "staging", "main", skip_build=True, skip_migrations=True, description="fix  the login   bug"
             ),
         ),
-        ("staging --skip-build", Deploy("staging", None, skip_build=True)),
-        ("staging main hotfix for #12", Deploy("staging", "main", description="hotfix for #12")),
-        ("history", History()),
-        ("history production", History("production")),
-        ("history prod failed 3", History("production", "failed", 3)),
-        ("history 2", History(page=2)),
-        ("history 部署失败", History(status="failed")),
-        ("history all success", History(status="success")),
-        ("status", Status(None)),
-        ("status 42", Status(42)),
-        ("status #42", Status(42)),
-        ("logs #7", Logs(7)),
-        ("cancel 9", Cancel(9)),
-        ("rollback 41", Rollback(41)),
-        ("rollback #41 bad   release, see INC-7", Rollback(41, "bad   release, see INC-7")),
-        ("help", Help()),
-        ("HELP", Help()),
+        ("staging --skip-build", StartDeploy("staging", None, skip_build=True)),
+        ("staging main hotfix for #12", StartDeploy("staging", "main", description="hotfix for #12")),
+        ("history", ShowHistory()),
+        ("history production", ShowHistory("production")),
+        ("history prod failed 3", ShowHistory("production", "failed", 3)),
+        ("history 2", ShowHistory(page=2)),
+        ("history 部署失败", ShowHistory(status="failed")),
+        ("history all success", ShowHistory(status="success")),
+        ("status", ShowStatus(None)),
+        ("status 42", ShowStatus(42)),
+        ("status #42", ShowStatus(42)),
+        ("logs #7", ShowLogs(7)),
+        ("cancel 9", CancelDeploy(9)),
+        ("rollback 41", RollbackTo(41)),
+        ("rollback #41 bad   release, see INC-7", RollbackTo(41, "bad   release, see INC-7")),
+        ("help", ShowHelp()),
+        ("HELP", ShowHelp()),
     ],
 )
 def test_accepted(text: str, expected: grammar.Command, config: Config) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.config import ConfigError, load_config
+from bot.slack.grammar import RESERVED_WORDS
 
 from .conftest import SCRIPTS
 
@@ -101,7 +102,7 @@ def test_each_invalid_value_names_the_key_and_the_file(tmp_path, change, key):
     assert old in GOOD
     path = write(tmp_path, GOOD.replace(old, new, 1))
     with pytest.raises(ConfigError) as failed:
-        load_config(path, {})
+        load_config(path, {}, reserved_words=RESERVED_WORDS)
     assert str(failed.value).startswith(f"{path}: ")
     assert key in str(failed.value)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from bot.config import Config
 from bot.deploy.scheduler import Scheduler
 from bot.deploy.service import DeployService
+from handlers.rest import register_routes
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ class Runtime:
     db: Database
     service: DeployService
     scheduler: Scheduler
-    extras: list = field(default_factory=list)
 
     async def start(self) -> None:
         """Migrate an empty database, end what a dead bot left running, start the jobs.
@@ -50,8 +50,6 @@ async def start_runtime(config: Config, *, base_env: dict[str, str] | None = Non
 
 def create_web_app(runtime: Runtime) -> web.Application:
     """The aiohttp application: REST API and health; the Slack endpoint is added by the Slack app."""
-    from handlers.rest import register_routes
-
     app = web.Application(client_max_size=1024 * 1024)
     register_routes(app, runtime.service, runtime.config)
     return app

@@ -18,9 +18,10 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app.runtime import Runtime, build_runtime, create_web_app
+from bot.app.slack_app import SLACK_PATH, SlackBot, create_slack_bot
 from bot.config import Config, ConfigError
+from bot.slack.client import close_client, create_client
 from bot.slack.notifier import Timing
-from bot.app.slack_app import SLACK_PATH, SlackBot, close_client, create_client, create_slack_bot
 
 log = logging.getLogger(__name__)
 

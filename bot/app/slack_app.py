@@ -1,99 +1,25 @@
-"""The Slack app: the Web API client, the Bolt app with its listeners, and the notifier, wired to one
-deploy service. Both `deploybot serve` and `deploybot console` build it here."""
+"""The Slack app factory: the Bolt app with its listeners and the notifier, wired to one deploy
+service. Both `deploybot serve` and `deploybot console` build it here."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.config import Config
+from bot.deploy.service import DeployService
+from bot.slack.client import close_client
 from bot.slack.notifier import SlackNotifier, Timing
 from bot.slack.permissions import Admins
-from bot.deploy.service import DeployService
+from handlers.context import SlackContext
 
 SLACK_PATH = "/slack/events"
-WEB_API_TIMEOUT = 15
-
-
-class _AnyServerErrorRetryHandler(AsyncServerErrorRetryHandler):
-    """slack_sdk's handler retries only 500 and 503; a 502 or 504 from a proxy is just as passing."""
-
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return response is not None and response.status_code >= 500
-
-
-def retry_handlers() -> list[AsyncRetryHandler]:
-    return [
-        AsyncConnectionErrorRetryHandler(
-            max_retry_count=2,
-            error_types=[
-                aiohttp.ServerConnectionError,
-                aiohttp.ClientOSError,  # includes connection refused and reset by peer
-                aiohttp.ServerTimeoutError,
-            ],
-        ),
-        AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-        _AnyServerErrorRetryHandler(max_retry_count=2),
-    ]
-
-
-def create_client(config: Config, *, base_url: str | None = None) -> AsyncWebClient:
-    """The Web API client every Slack call goes through, with retries for 429 (after Retry-After),
-    5xx and connection errors. Its HTTP session keeps connections to Slack open between calls
-    (without one, slack_sdk opens a new connection per call); `SlackBot.close` closes it."""
-    url = base_url or config.secrets.slack_api_url
-    if not url.endswith("/"):
-        url += "/"
-    return AsyncWebClient(
-        token=config.secrets.slack_bot_token or None,
-        base_url=url,
-        timeout=WEB_API_TIMEOUT,
-        retry_handlers=retry_handlers(),
-        session=aiohttp.ClientSession(),
-    )
-
-
-async def close_client(client: AsyncWebClient) -> None:
-    if client.session is not None and not client.session.closed:
-        await client.session.close()
-
-
-@dataclass
-class SlackContext:
-    """What listeners need, handed to each of them by name (`ctx`)."""
-
-    config: Config
-    service: DeployService
-    admins: Admins
-    notifier: SlackNotifier
-    tasks: set[asyncio.Future] = field(default_factory=set)  # listener work after the ack
-
-    @property
-    def locale(self) -> str:
-        return self.config.locale
 
 
 @dataclass
@@ -142,7 +68,7 @@ def create_slack_bot(
     )
     admins = Admins(config, client)
     notifier = SlackNotifier(config, service, client, timing=timing)
-    service.subscribe(notifier.observe)
+    service.events.subscribe(notifier.observe)
     context = SlackContext(config, service, admins, notifier)
     handlers.register(app, context)
     return SlackBot(app, notifier, admins, context)

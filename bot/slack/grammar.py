@@ -10,11 +10,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.deploy import git
 from bot.config import Config
+from bot.deploy import git
 from bot.errors import InvalidBranch
 from bot.i18n import CATALOGUES, t
-from storage.models import Status as DeployStatus
+from storage.models import Status
 
 MAX_ID = 2**31 - 1
 ID = re.compile(r"^#?(\d{1,10})$")
@@ -23,12 +23,12 @@ ALL = "all"
 
 
 @dataclass(frozen=True)
-class Open:
+class OpenModal:
     """`/deploy` alone: open the deploy modal."""
 
 
 @dataclass(frozen=True)
-class Deploy:
+class StartDeploy:
     env: str
     branch: str | None = None
     skip_build: bool = False
@@ -37,39 +37,39 @@ class Deploy:
 
 
 @dataclass(frozen=True)
-class History:
+class ShowHistory:
     env: str | None = None
     status: str | None = None
     page: int = 1
 
 
 @dataclass(frozen=True)
-class Status:
+class ShowStatus:
     id: int | None = None
 
 
 @dataclass(frozen=True)
-class Logs:
+class ShowLogs:
     id: int
 
 
 @dataclass(frozen=True)
-class Cancel:
+class CancelDeploy:
     id: int
 
 
 @dataclass(frozen=True)
-class Rollback:
+class RollbackTo:
     id: int
     reason: str = ""
 
 
 @dataclass(frozen=True)
-class Help:
+class ShowHelp:
     pass
 
 
-Command = Open | Deploy | History | Status | Logs | Cancel | Rollback | Help
+Command = OpenModal | StartDeploy | ShowHistory | ShowStatus | ShowLogs | CancelDeploy | RollbackTo | ShowHelp
 
 
 class UsageError(Exception):
@@ -105,7 +105,7 @@ class Form:
 
 
 def _open(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
-    return Open()
+    return OpenModal()
 
 
 def _deploy(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
@@ -123,7 +123,7 @@ def _deploy(words: list[_Word], text: str, config: Config, syntax: str) -> Comma
             raise UsageError("cmd.error.unknown_flag", {"flag": flag[:40], "flags": ", ".join(FLAGS)}, syntax)
         flags[FLAGS[flag]] = True
     description = text[rest[0].start :].strip() if rest else ""
-    return Deploy(env.name, branch, description=description, **flags)
+    return StartDeploy(env.name, branch, description=description, **flags)
 
 
 def _history(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
@@ -153,34 +153,34 @@ def _history(words: list[_Word], text: str, config: Config, syntax: str) -> Comm
                 {
                     "word": token[:40],
                     "envs": ", ".join(config.environments),
-                    "statuses": ", ".join(s.value for s in DeployStatus),
+                    "statuses": ", ".join(s.value for s in Status),
                 },
                 syntax,
             )
-    return History(found.get("env"), found.get("status"), found.get("page", 1))  # type: ignore[arg-type]
+    return ShowHistory(found.get("env"), found.get("status"), found.get("page", 1))  # type: ignore[arg-type]
 
 
 def _status_of(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
     _no_more(words, 2, syntax)
-    return Status(_id(words[1].text, syntax) if len(words) > 1 else None)
+    return ShowStatus(_id(words[1].text, syntax) if len(words) > 1 else None)
 
 
 def _logs(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
-    return Logs(_required_id(words, syntax))
+    return ShowLogs(_required_id(words, syntax))
 
 
 def _cancel(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
-    return Cancel(_required_id(words, syntax, extra_ok=False))
+    return CancelDeploy(_required_id(words, syntax, extra_ok=False))
 
 
 def _rollback(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
     deploy_id = _required_id(words, syntax, extra_ok=True)
     reason = text[words[2].start :].strip() if len(words) > 2 else ""
-    return Rollback(deploy_id, reason)
+    return RollbackTo(deploy_id, reason)
 
 
 def _help(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
-    return Help()
+    return ShowHelp()
 
 
 GRAMMAR: tuple[Form, ...] = (
@@ -201,6 +201,7 @@ GRAMMAR: tuple[Form, ...] = (
 USAGE: list[tuple[str, str]] = [(form.syntax, form.help_key) for form in GRAMMAR]
 FULL_USAGE = "\n".join(form.syntax for form in GRAMMAR)
 _BY_WORD = {form.word: form for form in GRAMMAR if form.word}
+RESERVED_WORDS = frozenset(_BY_WORD)  # no environment or alias may be named like a sub-command
 _OPEN, _DEPLOY = GRAMMAR[0], GRAMMAR[1]
 
 
@@ -270,7 +271,7 @@ def _no_more(words: list[_Word], allowed: int, syntax: str) -> None:
 def _status(token: str) -> str | None:
     """A status filter written as its value (`failed`) or its label in either language (`部署失败`)."""
     lowered = token.lower()
-    for status in DeployStatus:
+    for status in Status:
         labels = {status.value} | {cat[f"status.{status.value}"].lower() for cat in CATALOGUES.values()}
         if lowered in labels:
             return status.value

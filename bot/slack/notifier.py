@@ -30,11 +30,12 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import render
 from bot.config import Config, Environment
 from bot.deploy.events import DeployEvent, DeployFinished, StepChanged
-from bot.i18n import t
 from bot.deploy.progress import Step
+from bot.i18n import t
+from bot.slack.blocks import card, home, thread
+from bot.slack.blocks.messages import Message
 from storage.models import Deploy, Status, utcnow
 
 if TYPE_CHECKING:
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
-# Errors that mean the bot cannot write in the channel at all: the user has to act.
-CHANNEL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
 MAX_LOG_UPLOAD = 50 * 1024 * 1024
 MAX_UNKNOWN_FAILURES = 5
 HOME_RECENT = 10
@@ -207,7 +206,7 @@ class SlackNotifier:
         except TimeoutError:
             return None
 
-    async def card_context(self, deploy: Deploy) -> render.CardContext:
+    async def card_context(self, deploy: Deploy) -> card.CardContext:
         """What a card of `deploy` needs besides the row (for cards shown on request)."""
         estimate = None
         if deploy.state.is_active and not deploy.step_total:
@@ -215,7 +214,7 @@ class SlackNotifier:
         target = None
         if deploy.state is Status.SUCCESS:
             target = await self.service.rollback_target_for(deploy)
-        return render.CardContext(
+        return card.CardContext(
             env=self.config.environments.get(deploy.environment),
             now=utcnow(),
             estimate=estimate,
@@ -293,11 +292,11 @@ class SlackNotifier:
                 return
         while feed.steps:
             step = feed.steps[0]
-            await self._thread_reply(feed, render.step_reply(feed.deploy, step, self.locale))
+            await self._thread_reply(feed, thread.step_reply(feed.deploy, step, self.locale))
             feed.steps.popleft()
         if feed.final is not None and not feed.final_sent:
             context = self._context(feed)
-            message = render.final_reply(feed.deploy, context, feed.final.tail, self.locale)
+            message = thread.final_reply(feed.deploy, context, feed.final.tail, self.locale)
             failed = feed.deploy.state is not Status.SUCCESS
             await self._thread_reply(feed, message, broadcast=failed)
             feed.final_sent = True
@@ -316,8 +315,8 @@ class SlackNotifier:
             feed.rollback_target = await self.service.rollback_target_for(deploy)
             feed.rollback_loaded = True
 
-    def _context(self, feed: _Feed) -> render.CardContext:
-        return render.CardContext(
+    def _context(self, feed: _Feed) -> card.CardContext:
+        return card.CardContext(
             env=self.config.environments.get(feed.deploy.environment),
             now=utcnow(),
             estimate=feed.estimate,
@@ -326,7 +325,7 @@ class SlackNotifier:
 
     async def _post_card(self, feed: _Feed) -> None:
         version = feed.version
-        message = render.deploy_card(feed.deploy, self._context(feed), self.locale)
+        message = card.deploy_card(feed.deploy, self._context(feed), self.locale)
         try:
             response = await self.client.chat_postMessage(
                 channel=feed.channel, unfurl_links=False, unfurl_media=False, **message.as_kwargs()
@@ -358,7 +357,7 @@ class SlackNotifier:
         if not (stale or ticking) or now - feed.last_update < self.timing.update_interval:
             return
         version = feed.version
-        message = render.deploy_card(feed.deploy, self._context(feed), self.locale)
+        message = card.deploy_card(feed.deploy, self._context(feed), self.locale)
         await self._call(
             feed,
             "chat.update",
@@ -367,7 +366,7 @@ class SlackNotifier:
         feed.sent_version = version
         feed.last_update = feed.last_write = time.monotonic()
 
-    async def _thread_reply(self, feed: _Feed, message: render.Message, *, broadcast: bool = False) -> None:
+    async def _thread_reply(self, feed: _Feed, message: Message, *, broadcast: bool = False) -> None:
         kwargs = {"reply_broadcast": True} if broadcast else {}
         await self._call(
             feed,
@@ -429,12 +428,12 @@ class SlackNotifier:
         for env in self.config.environments.values():
             envs.append(await self._env_home(env))
         recent = (await self.service.history(page_size=HOME_RECENT)).items
-        return render.home_view(envs, recent, self.locale, now=utcnow())
+        return home.home_view(envs, recent, self.locale, now=utcnow())
 
-    async def _env_home(self, env: Environment) -> render.EnvHome:
+    async def _env_home(self, env: Environment) -> home.EnvHome:
         running = await self.service.active(env.name)
         estimate = await self.service.estimate(env.name) if running else None
-        return render.EnvHome(
+        return home.EnvHome(
             env=env, live=await self.service.last_success(env.name), running=running, estimate=estimate
         )
 

@@ -45,10 +45,6 @@ class Admins:
                 await self._refresh()
             return self._members
 
-    def forget(self) -> None:
-        """Drop the cached membership (the next check asks Slack again)."""
-        self._fetched_at = None
-
     async def _refresh(self) -> None:
         members: set[str] = set()
         try:

@@ -1,0 +1,70 @@
+"""The Web API client every Slack call goes through: retries for 429 (after Retry-After), any 5xx
+and connection errors, on one pooled HTTP session."""
+
+from __future__ import annotations
+
+import aiohttp
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Config
+
+WEB_API_TIMEOUT = 15
+
+
+class _AnyServerErrorRetryHandler(AsyncServerErrorRetryHandler):
+    """slack_sdk's handler retries only 500 and 503; a 502 or 504 from a proxy is just as passing."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code >= 500
+
+
+def retry_handlers() -> list[AsyncRetryHandler]:
+    return [
+        AsyncConnectionErrorRetryHandler(
+            max_retry_count=2,
+            error_types=[
+                aiohttp.ServerConnectionError,
+                aiohttp.ClientOSError,  # includes connection refused and reset by peer
+                aiohttp.ServerTimeoutError,
+            ],
+        ),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+        _AnyServerErrorRetryHandler(max_retry_count=2),
+    ]
+
+
+def create_client(config: Config, *, base_url: str | None = None) -> AsyncWebClient:
+    """The Web API client every Slack call goes through, with retries for 429 (after Retry-After),
+    5xx and connection errors. Its HTTP session keeps connections to Slack open between calls
+    (without one, slack_sdk opens a new connection per call); `SlackBot.close` closes it."""
+    url = base_url or config.secrets.slack_api_url
+    if not url.endswith("/"):
+        url += "/"
+    return AsyncWebClient(
+        token=config.secrets.slack_bot_token or None,
+        base_url=url,
+        timeout=WEB_API_TIMEOUT,
+        retry_handlers=retry_handlers(),
+        session=aiohttp.ClientSession(),
+    )
+
+
+async def close_client(client: AsyncWebClient) -> None:
+    if client.session is not None and not client.session.closed:
+        await client.session.close()
