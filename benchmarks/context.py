@@ -16,8 +16,8 @@ from typing import Any
 from benchmarks.botprocess import BotProcess
 from benchmarks.workspace import Workspace
 from bot.config import load_config
-from bot.deploy.service import DeployService
 from bot.console.workspace import LocalSlack
+from bot.deploy.service import DeployService
 from storage.db import Database
 
 DATABASES = ("sqlite", "postgresql")

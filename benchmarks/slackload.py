@@ -1,6 +1,6 @@
 """Slack figures: P1 (how fast signed slash commands are acknowledged under load) and P5 (how many
 Web API calls one deploy costs). Slack is the local workspace of bot/console/workspace.py; requests are
-signed and sent to the bot's real `POST /slack/events` by tests/fakeslack.py's SlackDriver."""
+signed and sent to the bot's real `POST /slack/events` by bot/console/driver.py's SlackDriver."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from benchmarks.botprocess import SIGNING_SECRET, BotProcess
 from benchmarks.context import Bench
 from benchmarks.report import Result, percentile
 from benchmarks.workspace import ADMIN_USER, CHANNEL, script
-from tests.fakeslack import SlackDriver
+from bot.console.driver import SlackDriver
 
 CONCURRENCY = 40
 ANSWER_TIMEOUT = 30.0  # seconds a history answer may take to reach the response_url

@@ -24,7 +24,7 @@ REPO = HERE.parent
 WORK = HERE / ".work"
 SCRIPTS = HERE / "scripts"
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-ADMIN_USER = "U0ADMIN01"  # an admin in the local Slack workspace (bot/console/workspace.py)
+ADMIN_USER = "U0ADMIN01"  # an admin in the local Slack workspace (bot/console/team.py)
 CHANNEL = "C0DEPLOY1"
 
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from bot.slack.notifier import Timing
 from bot.app.server import Server, start_server
+from bot.console.driver import HttpReply, SlackDriver
+from bot.slack.notifier import Timing
 from storage.models import Deploy
 from tests.conftest import ADMIN, GUEST
-from tests.fakeslack import FakeSlack, HttpReply, SlackDriver
+from tests.fakeslack import FakeSlack
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-0000-test-deploybot"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.console.session import Console, run_console
 from bot.console.render import (
     controls,
     mrkdwn,
@@ -25,6 +24,7 @@ from bot.console.render import (
     render_view,
     strip_ansi,
 )
+from bot.console.session import Console, run_console
 from bot.i18n import t
 from storage.models import Status
 from tests.conftest import GUEST

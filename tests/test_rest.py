@@ -117,7 +117,9 @@ def iso_utc(value: str) -> datetime:
 
 async def test_trigger_then_status_record_history_and_logs(api):
     created = []
-    api.service.events.subscribe(lambda event: created.append(event) if isinstance(event, DeployCreated) else None)
+    api.service.events.subscribe(
+        lambda event: created.append(event) if isinstance(event, DeployCreated) else None
+    )
     response, body = await api.post(
         f"{API}/trigger",
         json={"environment": "prod", "branch": "main", "description": "from CI", "skip_build": True},

@@ -6,8 +6,9 @@ FakeSlack, sends signed requests, and asserts on the Web API calls the fake rece
 
 from __future__ import annotations
 
+from bot.console.payloads import new_trigger_id, slash_command_form
+from bot.console.signing import encode_form
 from bot.i18n import t
-from bot.console.workspace import encode_form, new_trigger_id, slash_command_form
 from storage.models import Status
 from tests.conftest import SCRIPTS
 from tests.slackbot_fixtures import ADMIN, CHANNEL, GUEST, texts

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bot.console.payloads import app_home_opened_event
 from bot.i18n import t
-from bot.console.workspace import app_home_opened_event
 from storage.models import Status
 from tests.slackbot_fixtures import ADMIN, GUEST, texts
 from tests.test_slack_deploy import action_ids

@@ -23,20 +23,19 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.console.workspace import (
-    Call,
-    LocalSlack,
+from bot.console.driver import SlackDriver
+from bot.console.payloads import (
     block_actions_payload,
-    encode_form,
     event_callback,
-    signed_headers,
     slash_command_form,
     socket_envelope,
     view_submission_payload,
 )
+from bot.console.signing import encode_form, signed_headers
+from bot.console.workspace import ApiCall, LocalSlack
 
 from .conftest import ADMIN, GUEST
-from .fakeslack import FakeSlack, SlackDriver
+from .fakeslack import FakeSlack
 
 CHANNEL = "C0DEPLOY1"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # Slack's published example signing secret
@@ -554,9 +553,9 @@ def test_block_actions_payload_reads_the_element_from_the_message() -> None:
 
 
 async def test_on_call_hook_sees_each_call_after_it_happened() -> None:
-    seen: list[Call] = []
+    seen: list[ApiCall] = []
 
-    async def hook(call: Call) -> None:
+    async def hook(call: ApiCall) -> None:
         seen.append(call)
 
     async with LocalSlack(on_call=hook) as local:

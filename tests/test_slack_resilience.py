@@ -9,8 +9,8 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.i18n import t
 from bot.console.workspace import Answer
+from bot.i18n import t
 from storage import repository as repo
 from storage.models import Status, utcnow
 from tests.fakeslack import FakeSlack

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from bot.i18n import t
-from bot.console.workspace import (
+from bot.console.payloads import (
     app_home_opened_event,
     event_callback,
     new_trigger_id,
     slash_command_form,
     socket_envelope,
 )
+from bot.i18n import t
 from storage.models import Status
 from tests.slackbot_fixtures import ADMIN, CHANNEL, texts
 
