@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,6 +27,13 @@ pytest_plugins = ["tests.slackbot_fixtures"]  # the `bot` and `start_bot` fixtur
 SCRIPTS = Path(__file__).parent / "scripts"
 ADMIN = "U0ADMIN01"
 GUEST = "U0GUEST01"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def alive(pid: int) -> bool:

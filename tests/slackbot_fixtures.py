@@ -146,6 +146,15 @@ class Bot:
         return next(channel for (channel, ts), m in self.fake.messages.items() if m is message)
 
 
+def action_ids(message: dict) -> set[str]:
+    return {
+        element.get("action_id")
+        for block in message.get("blocks") or []
+        for element in [*(block.get("elements") or []), block.get("accessory") or {}]
+        if element.get("action_id")
+    }
+
+
 def texts(thing: Any) -> str:
     """Every text of a message, view or block list, joined: what a user would read."""
     found: list[str] = []

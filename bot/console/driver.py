@@ -142,6 +142,10 @@ class SlackDriver:
 
     async def command(self, text: str, *, user: str, channel: str | None = None) -> HttpReply:
         """`/deploy production main` as typed (the command name defaults to /deploy)."""
+        return await self.post(self.command_body(text, user=user, channel=channel))
+
+    def command_body(self, text: str, *, user: str, channel: str | None = None) -> bytes:
+        """The form body Slack would POST for a slash command, to send (or send twice) with `post`."""
         command, _, rest = text.partition(" ") if text.startswith("/") else ("/deploy", "", text)
         channel = channel or self.channel
         self.last_response_url = self.slack.response_url(channel=channel, user=user, kind="commands")
@@ -155,7 +159,7 @@ class SlackDriver:
             trigger_id=new_trigger_id(),
             command=command,
         )
-        return await self.post(encode_form(form))
+        return encode_form(form)
 
     async def click(
         self,

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
-
-from bot.config import Config
 from bot.i18n import t
 from bot.slack.blocks.modals import LOG_MODAL_SECTIONS, deploy_modal, log_modal, rollback_modal
 from tests.blockkit import validate_view
-from tests.blocks_fixtures import (
+from tests.slack.blocks_fixtures import (
     PAYLOADS,
     SHA_41,
     T0,
@@ -19,18 +16,11 @@ from tests.blocks_fixtures import (
     buttons,
     code_bodies,
     deploy,
-    make_config,
     running,
     target,
     text_of,
     without,
 )
-
-
-@pytest.fixture
-def cfg() -> Config:
-    return make_config()
-
 
 SLACK_ECHOES = {"dispatch_action", "dispatch_action_config"}  # defaults Slack adds to a stored view
 

@@ -7,11 +7,10 @@ import re
 
 import pytest
 
-from bot.config import Config
 from bot.i18n import t
 from bot.slack.blocks.card import deploy_card, progress_bar
 from bot.slack.blocks.thread import final_reply
-from tests.blocks_fixtures import (
+from tests.slack.blocks_fixtures import (
     COMMIT_URL,
     GUEST,
     LOCALES,
@@ -32,12 +31,6 @@ from tests.blocks_fixtures import (
     text_of,
     without,
 )
-
-
-@pytest.fixture
-def cfg() -> Config:
-    return make_config()
-
 
 # --- progress bar ---------------------------------------------------------------------------------
 

@@ -25,8 +25,7 @@ from handlers.rest import ERROR_STATUS, register_routes, status_of, token_name, 
 from storage import repository as repo
 from storage.db import Database
 from storage.models import Deploy, Status
-
-from .conftest import SCRIPTS
+from tests.conftest import SCRIPTS
 
 TOKEN = "secret-token-1"
 ENVIRON = {"DEPLOYBOT_API_TOKENS": f"ci:{TOKEN}"}

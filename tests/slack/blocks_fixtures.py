@@ -14,8 +14,8 @@ from bot.slack.blocks.messages import Message
 from storage.models import Deploy
 from storage.repository import Page
 from tests.blockkit import validate_message
+from tests.conftest import SCRIPTS
 
-SCRIPTS = Path(__file__).parent / "scripts"
 PAYLOADS = Path("/work/shared/slack-payloads")
 ADMIN, GUEST = "U0ADMIN01", "U0GUEST01"
 T0 = datetime(2025, 11, 28, 9, 0, tzinfo=UTC)

@@ -15,8 +15,7 @@ from bot.deploy import git
 from bot.deploy.environ import is_secret, without_secrets
 from bot.deploy.progress import Step
 from bot.deploy.runner import Outcome, RunSpec, ScriptRun, script_environment
-
-from .conftest import SCRIPTS, alive, gone
+from tests.conftest import SCRIPTS, alive, gone
 
 
 class Recorder:

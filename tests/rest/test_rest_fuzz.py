@@ -25,8 +25,7 @@ from bot.app.runtime import create_web_app, start_runtime
 from bot.config import Config
 from bot.deploy.service import DeployService
 from handlers.openapi import build_document
-
-from .conftest import SCRIPTS
+from tests.conftest import SCRIPTS
 
 TOKEN = "secret-token-1"
 MAX_EXAMPLES = 15

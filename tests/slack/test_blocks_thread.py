@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
-from bot.config import Config
 from bot.deploy.progress import Step
 from bot.i18n import t
 from bot.slack.blocks.thread import final_reply, step_reply
-from tests.blocks_fixtures import (
+from tests.slack.blocks_fixtures import (
     GUEST,
     all_texts,
     buttons,
@@ -16,16 +13,10 @@ from tests.blocks_fixtures import (
     code_bodies,
     ctx,
     deploy,
-    make_config,
     running,
     target,
     text_of,
 )
-
-
-@pytest.fixture
-def cfg() -> Config:
-    return make_config()
 
 
 def test_step_reply_quotes_the_previous_step() -> None:

@@ -7,8 +7,7 @@ import re
 from bot.i18n import t
 from storage.models import Status
 from tests.conftest import SCRIPTS
-from tests.slackbot_fixtures import ADMIN, GUEST, texts
-from tests.test_slack_deploy import action_ids
+from tests.slackbot_fixtures import ADMIN, GUEST, action_ids, texts
 
 OTHER_ADMIN = "U0OPS0002"
 

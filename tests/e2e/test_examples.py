@@ -19,26 +19,13 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from tests.conftest import alive, free_port
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STEPS = ["构建前端", "打包", "上传", "解压", "数据库迁移", "重启服务", "健康检查"]
 MARKER = re.compile(r"^\[(\d+)/(\d+)\] (.+)$", re.MULTILINE)
 # Straight to the demo app, whatever http_proxy the environment has.
 http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def alive(pid: int) -> bool:
-    """Whether a process runs (a zombie nobody reaps does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def git(repo: Path, *args: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("bot", "handlers", "storage")
 MAX_LINES = 500
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")

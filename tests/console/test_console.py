@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,10 +26,10 @@ from bot.console.render import (
 from bot.console.session import Console, run_console
 from bot.i18n import t
 from storage.models import Status
-from tests.conftest import GUEST
+from tests.conftest import GUEST, free_port
 from tests.fakeslack import FakeSlack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PAYLOADS = Path("/work/shared/slack-payloads")
 
@@ -149,12 +148,6 @@ def test_home_view_and_unknown_blocks_do_not_break() -> None:
 
 
 # --- console sessions -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Demo:

@@ -14,8 +14,7 @@ from bot.i18n import t
 from storage import repository as repo
 from storage.models import Status, utcnow
 from tests.fakeslack import FakeSlack
-from tests.slackbot_fixtures import ADMIN, BOT_TOKEN, CHANNEL, GUEST, texts
-from tests.test_slack_deploy import action_ids
+from tests.slackbot_fixtures import ADMIN, BOT_TOKEN, CHANNEL, GUEST, action_ids, texts
 
 
 class OutageSlack(FakeSlack):

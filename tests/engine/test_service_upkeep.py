@@ -17,9 +17,8 @@ from bot import errors
 from bot.deploy.events import DeployCreated, DeployFinished, DeployStarted
 from storage import repository as repo
 from storage.models import Deploy, LogChunk, Status, utcnow
-
-from .conftest import ADMIN, SCRIPTS, gone
-from .test_service import _service, wait_for_log, wait_for_status
+from tests.conftest import ADMIN, SCRIPTS, gone
+from tests.engine.test_service import _service, wait_for_log, wait_for_status
 
 # --- crash and reaper ------------------------------------------------------------------------------
 

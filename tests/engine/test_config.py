@@ -6,8 +6,7 @@ import pytest
 
 from bot.config import ConfigError, load_config
 from bot.slack.grammar import RESERVED_WORDS
-
-from .conftest import SCRIPTS
+from tests.conftest import SCRIPTS
 
 GOOD = f"""
 [bot]

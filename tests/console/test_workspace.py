@@ -33,9 +33,8 @@ from bot.console.payloads import (
 )
 from bot.console.signing import encode_form, signed_headers
 from bot.console.workspace import ApiCall, LocalSlack
-
-from .conftest import ADMIN, GUEST
-from .fakeslack import FakeSlack
+from tests.conftest import ADMIN, GUEST
+from tests.fakeslack import FakeSlack
 
 CHANNEL = "C0DEPLOY1"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # Slack's published example signing secret

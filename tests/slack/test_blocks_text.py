@@ -16,7 +16,7 @@ from bot.slack import blocks
 from bot.slack.blocks.messages import help_message, notice, usage_error
 from bot.slack.blocks.mrkdwn import deployer, duration, escape
 from bot.slack.grammar import FULL_USAGE, help_rows
-from tests.blocks_fixtures import block, buttons, check, text_of
+from tests.slack.blocks_fixtures import block, buttons, check, text_of
 
 # --- catalogue ------------------------------------------------------------------------------------
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from bot.console.payloads import app_home_opened_event
 from bot.i18n import t
 from storage.models import Status
-from tests.slackbot_fixtures import ADMIN, GUEST, texts
-from tests.test_slack_deploy import action_ids
+from tests.slackbot_fixtures import ADMIN, GUEST, action_ids, texts
 
 
 def publishes(bot, user: str) -> list:

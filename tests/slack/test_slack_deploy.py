@@ -6,21 +6,10 @@ FakeSlack, sends signed requests, and asserts on the Web API calls the fake rece
 
 from __future__ import annotations
 
-from bot.console.payloads import new_trigger_id, slash_command_form
-from bot.console.signing import encode_form
 from bot.i18n import t
 from storage.models import Status
 from tests.conftest import SCRIPTS
-from tests.slackbot_fixtures import ADMIN, CHANNEL, GUEST, texts
-
-
-def action_ids(message: dict) -> set[str]:
-    return {
-        element.get("action_id")
-        for block in message.get("blocks") or []
-        for element in [*(block.get("elements") or []), block.get("accessory") or {}]
-        if element.get("action_id")
-    }
+from tests.slackbot_fixtures import ADMIN, CHANNEL, GUEST, action_ids, texts
 
 
 async def test_deploy_command_posts_one_card_updates_it_and_threads_every_step(bot) -> None:
@@ -181,16 +170,7 @@ async def test_non_admin_is_refused_and_nothing_is_written(bot) -> None:
 
 
 async def test_a_redelivered_command_starts_one_deploy(bot) -> None:
-    form = slash_command_form(
-        "production main",
-        user_id=ADMIN,
-        user_name="zhang.wei",
-        channel_id=CHANNEL,
-        channel_name="deploys",
-        response_url=bot.fake.response_url(channel=CHANNEL, user=ADMIN, kind="commands"),
-        trigger_id=new_trigger_id(),
-    )
-    body = encode_form(form)
+    body = bot.slack.command_body("production main", user=ADMIN, channel=CHANNEL)
     first = await bot.slack.post(body)
     second = await bot.slack.post(body)
     assert first.status == second.status == 200
@@ -208,16 +188,8 @@ async def test_a_bad_signature_is_rejected(start_bot) -> None:
 
 
 async def test_a_stale_timestamp_is_rejected(bot) -> None:
-    form = slash_command_form(
-        "production",
-        user_id=ADMIN,
-        user_name="zhang.wei",
-        channel_id=CHANNEL,
-        channel_name="deploys",
-        response_url=bot.fake.response_url(channel=CHANNEL, user=ADMIN, kind="commands"),
-        trigger_id=new_trigger_id(),
-    )
-    reply = await bot.slack.post(encode_form(form), timestamp=1531420618)  # signed, but years ago
+    body = bot.slack.command_body("production", user=ADMIN, channel=CHANNEL)
+    reply = await bot.slack.post(body, timestamp=1531420618)  # signed, but years ago
     assert reply.status == 401
     assert (await bot.service.history()).total == 0
 

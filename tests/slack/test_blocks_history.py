@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from bot.config import Config
 from bot.i18n import t
 from bot.slack.blocks.history import history_message
 from storage.repository import Page
 from tests.blockkit import validate_view
-from tests.blocks_fixtures import (
+from tests.slack.blocks_fixtures import (
     block,
     block_ids,
     buttons,
     check,
     history_page,
-    make_config,
     text_of,
 )
-
-
-@pytest.fixture
-def cfg() -> Config:
-    return make_config()
 
 
 def test_history_rows_filters_and_per_row_buttons(cfg) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from .conftest import SCRIPTS
+from tests.conftest import SCRIPTS
 
 
 @pytest.fixture

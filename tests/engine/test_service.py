@@ -15,8 +15,7 @@ from bot.deploy.service import DeployService
 from storage import repository as repo
 from storage.db import REQUEST_POOL, Database
 from storage.models import Deploy, Status
-
-from .conftest import ADMIN, SCRIPTS, gone
+from tests.conftest import ADMIN, SCRIPTS, gone
 
 
 async def row_count(service: DeployService) -> int:

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
-from bot.config import Config
 from bot.i18n import t
 from bot.slack.blocks.home import EnvHome, home_view
 from tests.blockkit import validate_view
-from tests.blocks_fixtures import (
+from tests.slack.blocks_fixtures import (
     T0,
     block,
     buttons,
     deploy,
-    make_config,
     running,
     target,
     text_of,
 )
-
-
-@pytest.fixture
-def cfg() -> Config:
-    return make_config()
 
 
 def test_app_home(cfg) -> None:
