@@ -25,6 +25,8 @@ from storage.db import Database
 pytest_plugins = ["tests.slackbot_fixtures"]  # the `bot` and `start_bot` fixtures
 
 SCRIPTS = Path(__file__).parent / "scripts"
+# What Slack really sends and answers (a copy of the shared payload examples), for the fake and the tests.
+PAYLOADS = Path(__file__).parent / "slack_payloads"
 ADMIN = "U0ADMIN01"
 GUEST = "U0GUEST01"
 

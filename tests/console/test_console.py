@@ -26,12 +26,11 @@ from bot.console.render import (
 from bot.console.session import Console, run_console
 from bot.i18n import t
 from storage.models import Status
-from tests.conftest import GUEST, free_port
+from tests.conftest import GUEST, PAYLOADS, free_port
 from tests.fakeslack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-PAYLOADS = Path("/work/shared/slack-payloads")
 
 # --- the renderer (pure) ----------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from bot.config import Config, parse_config
 from bot.slack.blocks.card import CardContext
@@ -16,7 +15,6 @@ from storage.repository import Page
 from tests.blockkit import validate_message
 from tests.conftest import SCRIPTS
 
-PAYLOADS = Path("/work/shared/slack-payloads")
 ADMIN, GUEST = "U0ADMIN01", "U0GUEST01"
 T0 = datetime(2025, 11, 28, 9, 0, tzinfo=UTC)
 SHA_42 = "3f9c2ab" + "0" * 33

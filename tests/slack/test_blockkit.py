@@ -17,11 +17,11 @@ from bot.slack.blocks.modals import deploy_modal, log_modal, rollback_modal
 from bot.slack.blocks.thread import final_reply, step_reply
 from bot.slack.grammar import FULL_USAGE, help_rows
 from tests.blockkit import validate_message, validate_view
+from tests.conftest import PAYLOADS
 from tests.slack.blocks_fixtures import (
     COMMIT_URL,
     GUEST,
     LOCALES,
-    PAYLOADS,
     T0,
     check,
     deploy,

@@ -10,11 +10,11 @@ import pytest
 from bot.i18n import t
 from bot.slack.blocks.card import deploy_card, progress_bar
 from bot.slack.blocks.thread import final_reply
+from tests.conftest import PAYLOADS
 from tests.slack.blocks_fixtures import (
     COMMIT_URL,
     GUEST,
     LOCALES,
-    PAYLOADS,
     SHA_41,
     SHA_42,
     all_texts,

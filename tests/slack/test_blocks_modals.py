@@ -8,8 +8,8 @@ from datetime import timedelta
 from bot.i18n import t
 from bot.slack.blocks.modals import LOG_MODAL_SECTIONS, deploy_modal, log_modal, rollback_modal
 from tests.blockkit import validate_view
+from tests.conftest import PAYLOADS
 from tests.slack.blocks_fixtures import (
-    PAYLOADS,
     SHA_41,
     T0,
     block,
