@@ -181,6 +181,17 @@ class Config:
     def default_environment(self) -> Environment:
         return self.environments.get("production") or next(iter(self.environments.values()))
 
+    def secret_values(self) -> frozenset[str]:
+        """Every secret value the bot knows, to be masked wherever output is stored or shown."""
+        own = [
+            self.secrets.slack_bot_token,
+            self.secrets.slack_app_token,
+            self.secrets.slack_signing_secret,
+            *self.secrets.api_tokens.values(),
+            make_url(self.database_url).password or "",
+        ]
+        return frozenset(value for value in own if value)
+
 
 def _key_of(loc: tuple) -> str:
     return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
