@@ -17,6 +17,7 @@ from slack_bolt.response import BoltResponse
 
 from bot.i18n import t
 from bot.slack.blocks.messages import notice
+from bot.slack.client import is_slack_url
 from handlers.context import SlackContext
 from handlers.guard import Ack, Reply
 
@@ -37,9 +38,13 @@ def attach_context(ctx: SlackContext):
     async def attach(context: AsyncBoltContext, body: dict, next: Callable) -> None:
         context["ctx"] = ctx
         context["ack"] = Ack()  # see `guarded`
+        response_url = context.response_url
+        if response_url and not is_slack_url(response_url, context.client.base_url):
+            log.warning("ignored a response_url outside Slack: %.100s", response_url)
+            response_url = None  # answer in the user's DM instead
         context["reply"] = Reply(
             ack=context.ack,
-            response_url=context.response_url,
+            response_url=response_url,
             client=context.client,
             user_id=context.user_id,
             is_command="command" in body,
@@ -107,7 +112,10 @@ def drop_redeliveries(seen: RecentKeys, clicks: RecentKeys):
 def admins_only(ctx: SlackContext):
     async def admit(body: dict, context: AsyncBoltContext, next: Callable) -> BoltResponse | None:
         user_id = context.user_id
-        if user_id is None or await ctx.admins.is_admin(user_id):
+        if user_id is None:  # nobody to check, so nobody is allowed: run nothing
+            log.info("refused %s without a user id", _kind(body))
+            return BoltResponse(status=200, body="")
+        if await ctx.admins.is_admin(user_id):
             return await next()
         log.info("refused %s from non-admin %s", _kind(body), user_id)
         return _refuse(ctx, body, context)

@@ -3,6 +3,8 @@ and connection errors, on one pooled HTTP session."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import aiohttp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -16,6 +18,9 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Config
+
+# Where Slack's response_urls point (hooks.slack.com; GovSlack's hooks.slack-gov.com).
+SLACK_DOMAINS = ("slack.com", "slack-gov.com")
 
 WEB_API_TIMEOUT = 15
 
@@ -68,3 +73,19 @@ def create_client(config: Config, *, base_url: str | None = None) -> AsyncWebCli
 async def close_client(client: AsyncWebClient) -> None:
     if client.session is not None and not client.session.closed:
         await client.session.close()
+
+
+def is_slack_url(url: str | None, api_url: str) -> bool:
+    """Whether a response_url from a payload may be answered: HTTPS on Slack's own domains, or the
+    host the Web API client talks to (a gateway or a local Slack). Anything else could send a
+    user's answer, with the bot's words in it, wherever a forged payload says."""
+    if not url:
+        return False
+    try:
+        parts, api = urlsplit(url), urlsplit(api_url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if host and host == api.hostname and parts.scheme in ("http", "https"):
+        return True
+    return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in SLACK_DOMAINS)
