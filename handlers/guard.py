@@ -20,7 +20,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.errors import DeployError
 from bot.i18n import t
-from bot.slack.blocks.messages import Message, notice, usage_error
+from bot.slack.blocks.messages import Message, error_notice, error_text, notice, usage_error
 from bot.slack.grammar import UsageError
 from bot.slack.notifier import CardFailed
 from storage.models import Deploy
@@ -60,9 +60,11 @@ class Reply:
 
     async def error(self, exc: Exception) -> None:
         if isinstance(exc, UsageError):
-            await self(usage_error(exc.message(self.locale), exc.usage, self.locale))
+            await self(
+                usage_error(error_text(exc.message_key, exc.params, self.locale), exc.usage, self.locale)
+            )
         elif isinstance(exc, DeployError):
-            await self(notice(exc.message(self.locale)))
+            await self(error_notice(exc, self.locale))
         else:
             await self(notice(t(self.locale, "cmd.error.unexpected")))
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.i18n import t
+from bot.errors import DeployError
+from bot.i18n import Text, t
 from bot.slack.blocks.elements import (
     MAX_BLOCKS,
     MAX_SECTION,
@@ -48,6 +49,24 @@ def notice(text: str) -> Message:
     user typed, so only the links the bot writes itself stay links."""
     safe = escape_prose(text) or "—"
     return Message(clip(safe, MAX_TEXT), [section(clip(safe, MAX_SECTION), "notice")])
+
+
+def error_notice(error: DeployError, locale: str) -> Message:
+    """A refusal as a notice."""
+    return notice(error_text(error.key, error.params, locale))
+
+
+def error_text(key: str, params: dict, locale: str) -> str:
+    """A catalogue message whose parameters are what users, scripts and git wrote (a branch, a
+    reason, git's stderr): escaped, so a `<https://…|label>` or `<@U…>` in them stays text."""
+    return t(locale, key, **_escaped(params))
+
+
+def _escaped(params: dict) -> dict:
+    return {
+        name: Text(value.key, _escaped(value.params)) if isinstance(value, Text) else escape(str(value))
+        for name, value in params.items()
+    }
 
 
 def usage_error(message: str, usage: str, locale: str) -> Message:
