@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import tempfile
+import unicodedata
 from pathlib import Path
 
 from bot.deploy.environ import without_secrets
@@ -27,7 +28,8 @@ def check_branch(branch: str) -> str:
     else raise InvalidBranch. `{` and `}` are refused outright, which also covers `@{`."""
 
     def refuse(reason_key: str, **params) -> InvalidBranch:
-        return InvalidBranch(branch=branch[:120], reason=Text(reason_key, params))
+        shown = "".join("\ufffd" if _invisible(char) else char for char in branch[:120])
+        return InvalidBranch(branch=shown, reason=Text(reason_key, params))
 
     if not branch:
         raise refuse("reason.branch_empty")
@@ -35,7 +37,7 @@ def check_branch(branch: str) -> str:
         raise refuse("reason.branch_too_long", limit=MAX_BRANCH)
     if branch.startswith("-"):
         raise refuse("reason.branch_leading_dash")
-    if _FORBIDDEN.search(branch):
+    if _FORBIDDEN.search(branch) or any(_invisible(char) for char in branch):
         raise refuse("reason.branch_chars")
     parts = branch.split("/")
     if (
@@ -46,6 +48,13 @@ def check_branch(branch: str) -> str:
     ):
         raise refuse("reason.branch_rules")
     return branch
+
+
+def _invisible(char: str) -> bool:
+    """Controls, format characters (bidi overrides such as U+202E, zero-width joiners), line and
+    paragraph separators, unassigned and private-use code points: nothing a branch name shows
+    honestly, and a bidi override could make `main` of a branch that is not."""
+    return unicodedata.category(char)[0] in "CZ"
 
 
 class GitError(Exception):

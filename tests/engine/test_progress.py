@@ -116,9 +116,22 @@ def test_good_branch_names(branch):
         "a/b.lock/c",
         "x" * 101,
         "a\x7fb",
+        "main\u202e",  # right-to-left override: shows as something it is not
+        "ma\u2066in",  # first strong isolate
+        "a\u2028b",  # line separator
+        "a\u2029b",  # paragraph separator
+        "a\u200bb",  # zero-width space
+        "a\u00a0b",  # no-break space
+        "a\ue000b",  # private use
     ],
 )
 def test_bad_branch_names(branch):
     with pytest.raises(InvalidBranch) as refused:
         check_branch(branch)
     assert "`" in refused.value.message("zh")
+
+
+def test_a_refused_branch_is_echoed_without_its_invisible_characters():
+    with pytest.raises(InvalidBranch) as refused:
+        check_branch("release\u202e/vid.exe")
+    assert "\u202e" not in refused.value.message("en") and "\ufffd" in refused.value.message("en")
