@@ -67,7 +67,7 @@ def create_slack_bot(
         process_before_response=True,
     )
     admins = Admins(config, client)
-    notifier = SlackNotifier(config, service, client, timing=timing)
+    notifier = SlackNotifier(config, service, client, admins, timing=timing)
     service.events.subscribe(notifier.observe)
     context = SlackContext(config, service, admins, notifier)
     handlers.register(app, context)

@@ -36,6 +36,7 @@ from bot.deploy.progress import Step
 from bot.i18n import t
 from bot.slack.blocks import card, home, thread
 from bot.slack.blocks.messages import Message
+from bot.slack.permissions import Admins
 from storage.models import Deploy, Status, utcnow
 
 if TYPE_CHECKING:
@@ -143,12 +144,14 @@ class SlackNotifier:
         config: Config,
         service: DeployService,
         client: AsyncWebClient,
+        admins: Admins,
         *,
         timing: Timing | None = None,
     ) -> None:
         self.config = config
         self.service = service
         self.client = client
+        self.admins = admins
         self.locale = config.locale
         self.timing = timing or Timing()
         self._feeds: dict[int, _Feed] = {}
@@ -295,6 +298,8 @@ class SlackNotifier:
             await self._thread_reply(feed, thread.step_reply(feed.deploy, step, self.locale))
             feed.steps.popleft()
         if feed.final is not None and not feed.final_sent:
+            # The card shows the end before the reply that notifies the deployer announces it.
+            await self._update_card(feed, wait=True)
             context = self._context(feed)
             message = thread.final_reply(feed.deploy, context, feed.final.tail, self.locale)
             failed = feed.deploy.state is not Status.SUCCESS
@@ -350,12 +355,19 @@ class SlackNotifier:
         except Exception:  # the card works without it; only another process could not find it
             log.exception("deploy #%s: could not remember its card", feed.deploy.id)
 
-    async def _update_card(self, feed: _Feed) -> None:
+    async def _update_card(self, feed: _Feed, *, wait: bool = False) -> None:
+        """Update the card if it is behind (or its elapsed time is due), at most once per update
+        interval; with `wait`, wait for the interval instead of leaving it for later."""
         now = time.monotonic()
         stale = feed.sent_version < feed.version
         ticking = feed.deploy.state.is_active and now - feed.last_write >= self.timing.tick_seconds
-        if not (stale or ticking) or now - feed.last_update < self.timing.update_interval:
+        if not (stale or ticking):
             return
+        early = feed.last_update + self.timing.update_interval - now
+        if early > 0:
+            if not wait:
+                return
+            await asyncio.sleep(early)
         version = feed.version
         message = card.deploy_card(feed.deploy, self._context(feed), self.locale)
         await self._call(
@@ -455,6 +467,10 @@ class SlackNotifier:
             try:
                 view = await self.home_view()
                 for user_id in list(self._home_viewers):
+                    # someone dropped from the admins (or their group) sees no more deploys
+                    if not await self.admins.is_admin(user_id):
+                        self._home_viewers.discard(user_id)
+                        continue
                     await self.client.views_publish(user_id=user_id, view=view)
             except Exception as exc:
                 if not is_transient(exc):
