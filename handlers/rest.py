@@ -12,6 +12,7 @@ import asyncio
 import codecs
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,7 @@ FIELD_PROBLEMS: dict[str, str] = {
 
 SERVED_PATHS = (openapi.API_PREFIX + "/", "/healthz")
 HEALTH_TIMEOUT = 5.0
+HEALTH_CACHE_SECONDS = 1.0
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="deploybot"'}
 
 
@@ -126,7 +128,7 @@ def register_routes(app: web.Application, service: DeployService, config: Config
         "getDeployRecord": handle_record,
         "cancelDeploy": handle_cancel,
         "rollbackDeploy": handle_rollback,
-        "getHealth": handle_health,
+        "getHealth": HealthProbe().handle,
         "getOpenApiDocument": serve_document,
     }
     if not config.secrets.api_tokens:
@@ -207,15 +209,33 @@ async def handle_rollback(call: ApiRequest) -> web.Response:
     return _respond(DeployRecord.of(deploy), 201)
 
 
-async def handle_health(call: ApiRequest) -> web.Response:
+class HealthProbe:
+    """/healthz needs no token, so anyone may call it as often as they like: the database is asked
+    at most once a second (concurrent callers share that one question) and the answer reused."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._answer: tuple[float, bool] | None = None
+
+    async def handle(self, call: ApiRequest) -> web.Response:
+        if await self.reachable(call.service):
+            return _respond(Health(status="ok", database="ok"))
+        return _respond(Health(status="unavailable", database="unreachable"), 503)
+
+    async def reachable(self, service: DeployService) -> bool:
+        async with self._lock:
+            now = time.monotonic()
+            if self._answer is None or now - self._answer[0] >= HEALTH_CACHE_SECONDS:
+                self._answer = (now, await _ping(service))
+            return self._answer[1]
+
+
+async def _ping(service: DeployService) -> bool:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
-            reachable = await call.service.db.ping()
+            return await service.db.ping()
     except TimeoutError:
-        reachable = False
-    if reachable:
-        return _respond(Health(status="ok", database="ok"))
-    return _respond(Health(status="unavailable", database="unreachable"), 503)
+        return False
 
 
 # --- rendering -----------------------------------------------------------------------------------

@@ -507,6 +507,23 @@ async def test_health_and_document_need_no_token(api):
     assert trigger["properties"]["description"]["maxLength"] == 2000
 
 
+async def test_health_asks_the_database_at_most_once_a_second(api, monkeypatch):
+    pings = []
+    real = api.service.db.ping
+
+    async def counted() -> bool:
+        pings.append(1)
+        return await real()
+
+    monkeypatch.setattr(api.service.db, "ping", counted)
+    answers = await asyncio.gather(*(api.get("/healthz", auth=False) for _ in range(30)))
+    assert all(response.status == 200 for response, _ in answers)
+    assert len(pings) == 1
+    await asyncio.sleep(1.05)
+    await api.get("/healthz", auth=False)
+    assert len(pings) == 2
+
+
 async def test_health_reports_an_unreachable_database(config):
     service = DeployService(config, Database("postgresql://nobody@127.0.0.1:9/nothing"))
     app = web.Application()
