@@ -1,0 +1,167 @@
+"""Reading the config: the TOML file checked key by key, then the secrets and accounts it names.
+
+Every invalid value stops start-up with a `ConfigError` naming the file and the key (or, for a
+secret, the variable).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+
+from bot.config.accounts import check_switch, missing_capabilities, resolve_account
+from bot.config.model import Config, ConfigError, ConfigFile, Environment, RunAs, normalize_url
+from bot.config.secrets import bot_secrets, check_length, read_secret, script_secrets
+
+ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _key_of(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    return value if value.is_absolute() else (base / value).resolve()
+
+
+def _resolve_repo(base: Path, repo: str) -> str:
+    if not repo or "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    path = Path(repo)
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _resolve_database(base: Path, url: str) -> str:
+    url = normalize_url(url)
+    prefix = "sqlite+aiosqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((base / url[len(prefix) :]).resolve())
+    return url
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    environ: dict[str, str] | None = None,
+    *,
+    reserved_words: Collection[str] = (),
+) -> Config:
+    """Read and check the config file. `reserved_words` are the `/deploy` sub-commands (the
+    grammar's), which no environment or alias may be named."""
+    environ = dict(os.environ if environ is None else environ)
+    chosen = Path(path or environ.get("DEPLOYBOT_CONFIG") or "deploybot.toml")
+    try:
+        raw = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{chosen}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
+    return parse_config(raw, chosen.resolve(), environ, reserved_words=reserved_words)
+
+
+def parse_config(
+    raw: dict,
+    path: Path,
+    environ: dict[str, str],
+    *,
+    reserved_words: Collection[str] = (),
+    capabilities_missing: Callable[[], list[str]] = missing_capabilities,
+) -> Config:
+    """Check `raw` (the TOML, read from `path`) and resolve its secrets from `environ`.
+    `capabilities_missing` says which capabilities run_as needs the bot lacks (tests replace it)."""
+    base = path.parent
+    secrets = bot_secrets(environ)  # read once, here: a bad secret fails before anything starts
+    database_url = read_secret(environ, "DATABASE_URL")
+    if database_url:
+        raw = {**raw, "bot": {**raw.get("bot", {}), "database_url": database_url}}
+    try:
+        parsed = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{path}: {_key_of(first['loc'])}: {first['msg']}") from None
+
+    if not parsed.environments:
+        raise ConfigError(f"{path}: environments: define at least one environment")
+    bot = parsed.bot.model_copy(update={"database_url": _resolve_database(base, parsed.bot.database_url)})
+    password_from = "DATABASE_URL" if database_url else f"{path}: bot.database_url"
+    check_length(f"{password_from} (its password)", make_url(bot.database_url).password or "")
+    bot_account = resolve_account(bot.run_as, f"{path}: bot.run_as") if bot.run_as else None
+
+    environments = {
+        name: _environment(path, name, env, reserved_words) for name, env in parsed.environments.items()
+    }
+    environments = _with_secrets_and_accounts(path, environments, environ, bot_account)
+    switching = [env.name for env in environments.values() if env.account is not None]
+    if switching:
+        first = parsed.environments[switching[0]]
+        key = f"environments.{switching[0]}.run_as" if first.run_as else "bot.run_as"
+        check_switch(f"{path}: {key}", capabilities_missing())
+    lookup = _lookup(path, environments, reserved_words)
+    return Config(bot, parsed.retention, environments, secrets, path, lookup)
+
+
+def _with_secrets_and_accounts(
+    path: Path, environments: dict[str, Environment], environ: dict[str, str], bot_account: RunAs | None
+) -> dict[str, Environment]:
+    """Each environment with its `secrets` read from `environ`, the names every script but its own
+    goes without, and the account its script runs under."""
+    withheld = frozenset(
+        variable
+        for env in environments.values()
+        for name in env.secrets
+        for variable in (name, f"{name}_FILE")
+    )
+    resolved: dict[str, Environment] = {}
+    for name, env in environments.items():
+        key = f"{path}: environments.{name}"
+        secret_env = script_secrets(env.secrets, environ, f"{key}.secrets")
+        account = bot_account
+        if env.run_as is not None:
+            account = resolve_account(env.run_as, f"{key}.run_as") if env.run_as else None
+        resolved[name] = env.resolved(secret_env, withheld, account)
+    return resolved
+
+
+def _environment(path: Path, name: str, env: Environment, reserved_words: Collection[str]) -> Environment:
+    """`env` with its paths resolved from the config file's folder, after checking them."""
+    base = path.parent
+    key = f"environments.{name}"
+    if not ENV_NAME.match(name):
+        raise ConfigError(f"{path}: {key}: names use lowercase letters, digits, '-' and '_'")
+    if name in reserved_words:
+        raise ConfigError(f"{path}: {key}: '{name}' is a /deploy sub-command")
+    script = _resolve(base, env.script)
+    if not script.is_file():
+        raise ConfigError(f"{path}: {key}.script: no such file: {script}")
+    if not os.access(script, os.X_OK):
+        raise ConfigError(f"{path}: {key}.script: not executable: {script}")
+    workdir = _resolve(base, env.workdir)
+    if workdir is not None and not workdir.is_dir():
+        raise ConfigError(f"{path}: {key}.workdir: no such directory: {workdir}")
+    return env.model_copy(
+        update={"name": name, "script": script, "workdir": workdir, "repo": _resolve_repo(base, env.repo)}
+    )
+
+
+def _lookup(
+    path: Path, environments: dict[str, Environment], reserved_words: Collection[str]
+) -> dict[str, str]:
+    """Every name and alias (lowercase) to the environment it names; an alias may name one only."""
+    lookup = {name: name for name in environments}
+    for name, env in environments.items():
+        for word in env.aliases:
+            word = word.strip().lower()
+            key = f"environments.{name}.aliases"
+            if word in reserved_words:
+                raise ConfigError(f"{path}: {key}: '{word}' is a /deploy sub-command")
+            if lookup.get(word, name) != name:
+                raise ConfigError(f"{path}: {key}: '{word}' already names {lookup[word]}")
+            lookup[word] = name
+    return lookup

@@ -1,0 +1,245 @@
+"""The typed configuration: the `Config` object every part of the bot reads, and its pieces.
+
+`loading` builds it from the TOML file and the environment; nothing here reads either.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from sqlalchemy.engine import make_url
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+def step_regex(pattern: str) -> re.Pattern[bytes]:
+    """A custom `step_pattern` as the output scanner runs it: against each line's UTF-8 bytes,
+    `^`/`$` at line ends. Checked this way at start-up, so a pattern that only compiles as text
+    (say `\\u6b65`) is refused then, not on every deploy after its row is written."""
+    return re.compile(pattern.encode(), re.M)
+
+
+class ConfigError(Exception):
+    pass
+
+
+def normalize_url(url: str) -> str:
+    """Accept the plain `postgresql://` and `sqlite://` spellings and pick the async drivers."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    return parsed.render_as_string(hide_password=False)
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(expr: str) -> CronTrigger:
+    """A CronTrigger for a standard crontab line, in UTC.
+
+    APScheduler 3 numbers weekdays from Monday = 0 while crontab uses Sunday = 0 (and 7), so
+    numeric weekdays are translated to names before they reach it.
+    """
+    fields = expr.split()
+    if len(fields) == 5:
+        items = []
+        for item in fields[4].split(","):
+            base, slash, step = item.partition("/")
+            base = re.sub(r"\d+", lambda m: _WEEKDAYS[int(m.group()) % 7], base)
+            items.append(base + slash + step)
+        fields[4] = ",".join(items)
+    return CronTrigger.from_crontab(" ".join(fields), timezone="UTC")
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The account a deploy script runs under (`run_as = "user[:group]"`), looked up at start-up."""
+
+    spec: str
+    user: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]  # supplementary groups, as the account would get at login
+    home: str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BotSettings(_Strict):
+    locale: Literal["zh", "en"] = "zh"
+    admins: tuple[str, ...] = ()
+    admin_groups: tuple[str, ...] = ()
+    database_url: str = "sqlite+aiosqlite:///deploybot.db"
+    notify_channel: str = ""
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=60)
+    stale_after_seconds: float = Field(default=30.0, gt=0)
+    reaper_interval_seconds: float = Field(default=10.0, gt=0)
+    cancel_grace_seconds: float = Field(default=10.0, ge=0)
+    run_as: str = ""  # "user[:group]" scripts run under; empty: the bot's own account
+
+    @model_validator(mode="after")
+    def _admins_required(self) -> BotSettings:
+        if not self.admins and not self.admin_groups:
+            raise ValueError("set at least one of admins or admin_groups: nobody could deploy")
+        if self.stale_after_seconds <= self.heartbeat_seconds * 2:
+            raise ValueError("stale_after_seconds must be more than twice heartbeat_seconds")
+        return self
+
+
+class Retention(_Strict):
+    logs_days: int = Field(default=30, ge=1)
+    records_days: int = Field(default=90, ge=1)
+    cron: str = "0 3 * * *"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        try:
+            cron_trigger(value)
+        except ValueError as exc:
+            raise ValueError(f"not a valid crontab expression: {exc}") from None
+        return value
+
+
+class Environment(_Strict):
+    name: str = ""
+    label: str = ""
+    aliases: tuple[str, ...] = ()
+    script: Path
+    args: tuple[str, ...] = ()
+    workdir: Path | None = None
+    repo: str = ""
+    default_branch: str = "main"
+    timeout_minutes: float = Field(default=30.0, gt=0)
+    step_pattern: str | None = None
+    commit_url: str = ""
+    secrets: tuple[str, ...] = ()  # variables passed to this script only (from NAME or NAME_FILE)
+    run_as: str | None = None  # None: [bot] run_as; "": the bot's own account
+
+    # Resolved at start-up by `loading`; never printed (not in repr), never read from the file.
+    _secret_env: dict[str, str] = PrivateAttr(default_factory=dict)
+    _withheld: frozenset[str] = PrivateAttr(default=frozenset())
+    _account: RunAs | None = PrivateAttr(default=None)
+
+    @field_validator("step_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            compiled = step_regex(value)  # as the scanner will run it: on bytes
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if "n" not in compiled.groupindex:
+            raise ValueError("the pattern needs a named group (?P<n>...) for the step number")
+        return value
+
+    @field_validator("commit_url")
+    @classmethod
+    def _valid_commit_url(cls, value: str) -> str:
+        if value and "{commit}" not in value:
+            raise ValueError("must contain {commit}")
+        return value
+
+    def resolved(
+        self, secret_env: dict[str, str], withheld: frozenset[str], account: RunAs | None
+    ) -> Environment:
+        """A copy carrying what start-up resolved: secret values, withheld names, the account."""
+        copy = self.model_copy()
+        copy._secret_env = dict(secret_env)
+        copy._withheld = withheld
+        copy._account = account
+        return copy
+
+    @property
+    def secret_env(self) -> dict[str, str]:
+        """This environment's `secrets`, name to value, for its script's environment only."""
+        return dict(self._secret_env)
+
+    @property
+    def withheld(self) -> frozenset[str]:
+        """Variables no script gets from the bot's environment: every environment's `secrets`
+        (and their `_FILE`), so each reaches only the script that names it."""
+        return self._withheld
+
+    @property
+    def account(self) -> RunAs | None:
+        """The account the script runs under; None: the bot's own."""
+        return self._account
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.timeout_minutes * 60
+
+    @property
+    def cwd(self) -> Path:
+        return self.workdir or self.script.parent
+
+
+class ConfigFile(_Strict):
+    bot: BotSettings
+    retention: Retention = Retention()
+    environments: dict[str, Environment]
+
+
+@dataclass(frozen=True)
+class Secrets:
+    slack_bot_token: str = field(default="", repr=False)
+    slack_app_token: str = field(default="", repr=False)
+    slack_signing_secret: str = field(default="", repr=False)
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    api_tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    webhook_secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    bot: BotSettings
+    retention: Retention
+    environments: dict[str, Environment]
+    secrets: Secrets
+    path: Path | None = None
+    _lookup: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def locale(self) -> str:
+        return self.bot.locale
+
+    @property
+    def database_url(self) -> str:
+        return self.bot.database_url
+
+    def environment(self, name: str) -> Environment | None:
+        """The environment called `name` or one of its aliases (case-insensitive)."""
+        key = self._lookup.get(name.strip().lower())
+        return self.environments[key] if key else None
+
+    @property
+    def default_environment(self) -> Environment:
+        return self.environments.get("production") or next(iter(self.environments.values()))
+
+    def secret_values(self) -> frozenset[str]:
+        """Every secret value the bot knows, to be masked wherever output is stored or shown."""
+        own = [
+            self.secrets.slack_bot_token,
+            self.secrets.slack_app_token,
+            self.secrets.slack_signing_secret,
+            self.secrets.webhook_secret,
+            *self.secrets.api_tokens,  # keyed by token, valued by the caller's name
+            make_url(self.database_url).password or "",
+            *(value for env in self.environments.values() for value in env.secret_env.values()),
+        ]
+        return frozenset(value for value in own if value)
