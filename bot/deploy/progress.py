@@ -16,6 +16,8 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+from bot.config import step_regex
+
 MAX_PARTIAL = 4096  # enough of an unfinished line to match a marker at its start
 MAX_TAIL_LINE = 500
 TAIL_LINES = 60
@@ -54,8 +56,7 @@ class CommitReported:
 
 class OutputScanner:
     def __init__(self, step_pattern: str | None = None) -> None:
-        # A custom pattern is matched against each line's UTF-8 bytes, anchored with ^ / $.
-        self.custom = re.compile(step_pattern.encode(), re.M) if step_pattern else None
+        self.custom = step_regex(step_pattern) if step_pattern else None
         self._recent = bytearray()  # the last ERROR_WINDOW bytes, searched for an error when asked
         # raw lines, decoded only when shown
         self._tail: deque[bytes] = deque(maxlen=TAIL_LINES)

@@ -14,15 +14,22 @@ import asyncio
 import contextlib
 import enum
 import fcntl
+import logging
 import os
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.deploy.environ import without_secrets
+from bot.deploy.masking import SecretMasker
 from bot.deploy.progress import CommitReported, OutputScanner, Step
+
+if TYPE_CHECKING:
+    from bot.config import RunAs
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024  # a chatty script writes on while we store what it wrote
@@ -46,6 +53,8 @@ class RunSpec:
     timeout: float
     grace: float = 10.0
     step_pattern: str | None = None
+    mask: frozenset[str] = frozenset()  # secret values masked out of the output
+    account: RunAs | None = None  # run_as: the script's uid, gid, groups and home
 
 
 @dataclass
@@ -88,16 +97,21 @@ class ScriptRun:
             self._stopping = asyncio.ensure_future(self._stop_group())
 
     async def execute(self) -> RunResult:
+        env, account_kwargs = dict(self.spec.env), {}
+        if (account := self.spec.account) is not None:
+            env.update(HOME=account.home, USER=account.user, LOGNAME=account.user)
+            account_kwargs = {"user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.spec.argv,
                 cwd=self.spec.cwd,
-                env=dict(self.spec.env),
+                env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 limit=STREAM_LIMIT,
+                **account_kwargs,
             )
         except OSError as exc:
             return RunResult(Outcome.SPAWN_FAILED, detail=f"{self.spec.argv[0]}: {exc.strerror or exc}")
@@ -133,10 +147,31 @@ class ScriptRun:
         return self._result(proc.returncode)
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
-        while data := await stream.read(READ_SIZE):
-            await self.events.output(data)
-            for event in self.scanner.feed(data):
-                await self._report(event)
+        # Secrets are masked before anything sees the output: the stored log and the scanner's
+        # steps, error line and tail, which reach Slack. The masker may hold back the end of a read
+        # (a secret split across two); it is let out by the next read or after a short while.
+        masker = SecretMasker(self.spec.mask)
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = masker.due(loop.time())
+            try:
+                async with asyncio.timeout(wait):
+                    data = await stream.read(READ_SIZE)
+            except TimeoutError:  # a quiet script: what is held back goes out anyway
+                await self._deliver(masker.release())
+                continue
+            if not data:
+                break
+            await self._deliver(masker.feed(data, loop.time()))
+        await self._deliver(masker.flush())
+
+    async def _deliver(self, data: bytes) -> None:
+        """Output, masked already, to storage and the scanner."""
+        if not data:
+            return
+        await self.events.output(data)
+        for event in self.scanner.feed(data):
+            await self._report(event)
 
     async def _report(self, event: Step | CommitReported) -> None:
         if isinstance(event, CommitReported):
@@ -168,19 +203,43 @@ class ScriptRun:
 
 
 def stop_orphan(pid: int, deploy_id: int) -> bool:
-    """Kill the process group of a deploy script whose bot died, if it is still running here.
+    """Kill the process group of a deploy script whose bot died, if any of it still runs here.
 
-    The group leader must still carry that deploy's DEPLOY_ID in its environment, so a recycled
-    pid is never touched. Returns True when a group was killed.
+    The script led its own group (pgid = its pid), but it may have exited and left children
+    behind. A member of the group must still carry that deploy's DEPLOY_ID in its environment, so
+    a recycled pid is never touched. Returns True when a group was killed.
     """
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    if f"DEPLOY_ID={deploy_id}".encode() not in environ.split(b"\0"):
-        return False
-    _signal_group(pid, signal.SIGKILL)
-    return True
+    for member in _group_members(pid):
+        try:
+            environ = Path(f"/proc/{member}/environ").read_bytes()
+        except PermissionError:
+            # A script under another account (run_as) whose bot lacks root: its environ cannot be
+            # read, so it cannot be told from a recycled pid. Leave it, but say so.
+            log.error("deploy #%s: cannot verify pid %d (permission denied): left running", deploy_id, member)
+            return False
+        except OSError:
+            continue
+        if f"DEPLOY_ID={deploy_id}".encode() in environ.split(b"\0"):
+            _signal_group(pid, signal.SIGKILL)
+            return True
+    return False
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids of the processes in group `pgid` (the leader first, when it is still there)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+        except OSError:
+            continue
+        # the fields after the command's closing parenthesis: state, ppid, pgrp, …
+        fields = stat.rsplit(b") ", 1)[-1].split()
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return sorted(members, key=lambda member: member != pgid)
 
 
 def _widen_pipe(stream: asyncio.StreamReader) -> None:
@@ -216,5 +275,16 @@ async def _exited(proc: asyncio.subprocess.Process) -> None:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
         os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # the group is gone already
+    except PermissionError:
+        # The group runs under another account (run_as) and the bot lost the right to signal it:
+        # a cancel or timeout would leave the script running. Never silently.
+        log.error(
+            "cannot send %s to process group %d: permission denied; the script keeps running "
+            "(run_as needs a bot running as root or with CAP_KILL)",
+            sig.name,
+            pgid,
+        )

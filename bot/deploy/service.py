@@ -384,7 +384,9 @@ class DeployService:
     def _launch(self, deploy: Deploy, env: Environment) -> None:
         execution = DeployExecution(
             deploy,
-            run_spec(deploy, env, self._base_env, self.config.bot.cancel_grace_seconds),
+            run_spec(
+                deploy, env, self._base_env, self.config.bot.cancel_grace_seconds, self.config.secret_values()
+            ),
             db=self.db,
             events=self.events,
             locale=self.locale,

@@ -94,6 +94,11 @@ def test_config_path_from_the_environment(tmp_path, monkeypatch):
         (("[environments.staging]", "[environments.Bad_Name]"), "environments.Bad_Name"),
         (("timeout_minutes = 15", 'step_pattern = "[0-9"'), "environments.production.step_pattern"),
         (("timeout_minutes = 15", 'step_pattern = "step (\\\\d+)"'), "environments.production.step_pattern"),
+        # compiles as a text regex, not as the bytes regex the scanner runs
+        (
+            ("timeout_minutes = 15", 'step_pattern = "\\\\u6b65 (?P<n>\\\\d+)"'),
+            "environments.production.step_pattern",
+        ),
     ],
 )
 def test_each_invalid_value_names_the_key_and_the_file(tmp_path, change, key):

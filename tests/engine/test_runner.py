@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,24 @@ async def test_stop_orphan_only_touches_the_deploys_own_script(tmp_path):
     assert stop_orphan(rec.pid, 41) is True
     result = await asyncio.wait_for(task, 20)
     assert result.exit_code == -signal.SIGKILL
+
+
+async def test_stop_orphan_kills_the_group_its_leader_left_behind(tmp_path):
+    """A dead bot's script exited, but a child it started in the background still runs."""
+    from bot.deploy.runner import stop_orphan
+
+    child_pid = tmp_path / "child.pid"
+    script = tmp_path / "script.sh"
+    script.write_text(f"#!/bin/sh\nsleep 60 >/dev/null 2>&1 &\necho $! > {child_pid}\n")
+    script.chmod(0o755)
+    # Started as the bot starts scripts (its own session), by a "bot" that is gone by now.
+    leader = subprocess.Popen(
+        [str(script)], start_new_session=True, env={**os.environ, "DEPLOY_ID": "77"}, stdin=subprocess.DEVNULL
+    )
+    leader.wait(10)
+    child = int(child_pid.read_text())
+    assert alive(child) and not alive(leader.pid)
+    assert stop_orphan(leader.pid, 78) is False  # another deploy's group is left alone
+    assert alive(child)
+    assert stop_orphan(leader.pid, 77) is True
+    assert await gone(child)
