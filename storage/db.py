@@ -7,8 +7,9 @@ by `Database.session()`; repositories never commit.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from alembic import command
@@ -22,7 +23,7 @@ from bot.config import normalize_url
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn, busy_timeout: float) -> None:
     cursor = dbapi_conn.cursor()
     # Log chunks are megabyte blobs: on 64 KiB pages one is written in 16 page writes, not 256,
     # which doubles how fast a chatty deploy is stored. Only a new, empty database takes it.
@@ -35,7 +36,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor.execute("PRAGMA wal_autocheckpoint=65536")
     cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # How long a write waits for another connection's write lock before it fails (and the deploy
+    # path retries it).
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     cursor.close()
 
 
@@ -46,14 +49,26 @@ REQUEST_POOL = {"pool_size": 10, "max_overflow": 10}
 BACKGROUND_POOL = {"pool_size": 3, "max_overflow": 5}
 
 
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file readable by the bot's account only (0600): deploy scripts under
+    another account (run_as) must not read the history and logs. SQLite gives its WAL and shared
+    memory files the same mode. An existing file is left as the operator made it."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = 10.0) -> None:
+        """`busy_timeout`: seconds an SQLite write waits for a lock held elsewhere before failing."""
         self.url = normalize_url(url)
+        self.busy_timeout = busy_timeout
         self.is_sqlite = self.url.startswith("sqlite")
         database = make_url(self.url).database if self.is_sqlite else None
         in_memory = self.is_sqlite and database in (None, "", ":memory:")
         if self.is_sqlite and not in_memory:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if not database.startswith("file:"):  # a URI filename is SQLite's to open
+                _create_private(Path(database))
         self.engine = self._engine(REQUEST_POOL, in_memory)
         # one in-memory database is one connection: nothing to keep apart
         self.background_engine = self.engine if in_memory else self._engine(BACKGROUND_POOL, in_memory)
@@ -64,8 +79,11 @@ class Database:
         kwargs = {} if in_memory else dict(pool) if self.is_sqlite else {**pool, "pool_pre_ping": True}
         engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "connect", self._on_connect)
         return engine
+
+    def _on_connect(self, dbapi_conn, _record) -> None:
+        _sqlite_pragmas(dbapi_conn, self.busy_timeout)
 
     @asynccontextmanager
     async def session(self, *, background: bool = False) -> AsyncIterator[AsyncSession]:

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -236,9 +238,36 @@ async def recent_durations(session: AsyncSession, environment: str, limit: int =
 # --- logs ----------------------------------------------------------------------------------------
 
 
-async def append_log(session: AsyncSession, deploy_id: int, offset: int, data: bytes) -> None:
-    await session.execute(insert(LogChunk).values(deploy_id=deploy_id, offset=offset, data=data))
-    await update_deploy(session, deploy_id, log_size=offset + len(data))
+class LogConflict(Exception):
+    """Different bytes are stored at this offset of the deploy's log: two writers, never a retry."""
+
+
+async def append_log(session: AsyncSession, deploy_id: int, offset: int, data: bytes) -> int:
+    """Store `data` at byte `offset` of a deploy's log; returns how many of its bytes are stored.
+
+    Idempotent, because a chunk whose commit landed but whose reply was lost is written again:
+    the insert is ignored when (deploy_id, offset) exists, and the stored row counts if it holds
+    the same bytes (all of `data`, or a prefix of it when the retry carries more output than the
+    first attempt). Different bytes raise LogConflict. `log_size` ends where the stored row ends.
+    """
+    insert_into = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    query = (
+        insert_into(LogChunk)
+        .values(deploy_id=deploy_id, offset=offset, data=data)
+        .on_conflict_do_nothing(index_elements=["deploy_id", "offset"])
+    )
+    stored = len(data)
+    if (await session.execute(query)).rowcount == 0:
+        existing = (
+            await session.execute(
+                select(LogChunk.data).where(LogChunk.deploy_id == deploy_id, LogChunk.offset == offset)
+            )
+        ).scalar_one()
+        if not existing or not data.startswith(existing):
+            raise LogConflict(f"deploy #{deploy_id}: other log bytes are stored at offset {offset}")
+        stored = len(existing)
+    await update_deploy(session, deploy_id, log_size=offset + stored)
+    return stored
 
 
 async def read_log(session: AsyncSession, deploy: Deploy, offset: int, limit: int) -> LogSlice:
