@@ -1,9 +1,12 @@
 """`deploybot serve`: the deploy service, the REST API and health, and the Slack app, in one process.
 
 Socket Mode when SLACK_APP_TOKEN is set (no public URL needed; the HTTP server still serves the
-REST API and /healthz), else HTTP mode with Slack's requests at POST /slack/events. SIGTERM or
-SIGINT stops it cleanly: running deploys end as interrupted, the notifier writes their final cards,
-then the server and the database close.
+REST API and /healthz), else HTTP mode with Slack's requests at POST /slack/events.
+
+SIGTERM or SIGINT drains it: it stops taking requests (so a load balancer or Slack sends them to
+another process) and lets the deploys it runs finish, for up to `drain_timeout_minutes`; a second
+signal, or the timeout, ends those still running as interrupted. Then the notifier writes their
+final cards, and the server and the database close. A rolling upgrade never kills a deploy.
 """
 
 from __future__ import annotations
@@ -34,16 +37,44 @@ class Server:
     slack: SlackBot
     runner: web.AppRunner
     socket: AsyncSocketModeHandler | None
+    listening: bool = True
 
     @property
     def port(self) -> int:
         return self.runner.addresses[0][1]
 
-    async def close(self) -> None:
-        if self.socket is not None:
-            await self.socket.close_async()
-        await self.runner.cleanup()  # no new requests
+    async def stop_listening(self) -> None:
+        """Take no more requests; let those already acked finish their work."""
+        if self.listening:
+            self.listening = False
+            if self.socket is not None:
+                await self.socket.close_async()
+            await self.runner.cleanup()
         await self.slack.finish_listeners(SHUTDOWN_SECONDS)
+
+    async def drain(self, timeout: float, interrupt: asyncio.Event) -> None:
+        """Stop listening, then wait until this process runs no deploy, `timeout` passes or
+        `interrupt` is set, whichever comes first."""
+        await self.stop_listening()
+        service = self.runtime.service
+        if not service.running_ids:
+            return
+        log.warning(
+            "draining: waiting up to %.0f s for deploys %s to finish (signal again to interrupt them)",
+            timeout,
+            ", ".join(f"#{i}" for i in service.running_ids),
+        )
+        # shielded: cancelling a wait on gathered deploy tasks would cancel the deploys themselves
+        idle = asyncio.ensure_future(asyncio.shield(service.wait_idle()))
+        stop = asyncio.ensure_future(interrupt.wait())
+        try:
+            await asyncio.wait({idle, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            stop.cancel()
+
+    async def close(self) -> None:
+        await self.stop_listening()
         await self.runtime.service.close()  # deploys still running end as interrupted...
         await self.slack.close(SHUTDOWN_SECONDS)  # ...and their final state reaches Slack
         await self.runtime.close()
@@ -115,6 +146,8 @@ async def serve(config: Config, host: str, port: int) -> int:
     print(f"deploybot listening on http://{host}:{server.port} ({mode})", file=sys.stderr)
     try:
         await stop.wait()
+        stop.clear()  # a second signal interrupts the drain
+        await server.drain(config.bot.drain_timeout_minutes * 60, stop)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
