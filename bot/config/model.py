@@ -84,6 +84,7 @@ class BotSettings(_Strict):
     stale_after_seconds: float = Field(default=30.0, gt=0)
     reaper_interval_seconds: float = Field(default=10.0, gt=0)
     cancel_grace_seconds: float = Field(default=10.0, ge=0)
+    drain_timeout_minutes: float = Field(default=30.0, ge=0)  # SIGTERM: running deploys get this long
     run_as: str = ""  # "user[:group]" scripts run under; empty: the bot's own account
 
     @model_validator(mode="after")
