@@ -16,9 +16,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import InvalidInput
 from bot.i18n import t
-from bot.slack.blocks.history import history_message
-from bot.slack.blocks.messages import Message, notice
-from handlers.commands import HISTORY_PAGE_SIZE
+from bot.slack.blocks.messages import notice
+from handlers.commands import history_answer
 from handlers.guard import Reply, guarded
 from handlers.modals import (
     history_modal,
@@ -111,7 +110,7 @@ async def handle_home_open_history(
 ) -> None:
     await ack()
     env = ctx.service.resolve_environment(action.get("value")).name
-    message = await _history(ctx, env, None, 1)
+    message = await history_answer(ctx, env, None, 1)
     await open_modal(client, body["trigger_id"], history_modal(message, ctx.locale), push=in_modal(body))
 
 
@@ -121,16 +120,11 @@ async def handle_history_change(
     """A filter or page of a history list: redraw the list where it is (ephemeral message or modal)."""
     await ack()
     env, status, page = history_filters(action, body)
-    message = await _history(ctx, env, status, page)
+    message = await history_answer(ctx, env, status, page)
     if in_modal(body):
         await update_view(client, body["view"], history_modal(message, ctx.locale))
     else:
         await reply(message, replace=True)
-
-
-async def _history(ctx: SlackContext, env: str | None, status: str | None, page: int) -> Message:
-    result = await ctx.service.history(env, status, page, page_size=HISTORY_PAGE_SIZE)
-    return history_message(result, ctx.config, ctx.locale, environment=env, status=status)
 
 
 # --- reading clicks -------------------------------------------------------------------------

@@ -74,8 +74,7 @@ async def handle_deploy_command(
             await open_log_modal(ctx, client, trigger_id, deploy_id)
         case grammar.ShowHistory(env, status, page):
             await ack()
-            result = await service.history(env, status, page, page_size=HISTORY_PAGE_SIZE)
-            await reply(history_message(result, ctx.config, locale, environment=env, status=status))
+            await reply(await history_answer(ctx, env, status, page))
         case grammar.ShowStatus(deploy_id):
             await ack()
             await reply(await status_message(ctx, deploy_id))
@@ -98,3 +97,13 @@ async def status_message(ctx: SlackContext, deploy_id: int | None) -> Message:
             break
         blocks.extend(card.blocks)
     return Message(text="\n".join(card.text for card in cards), blocks=blocks)
+
+
+async def history_answer(ctx: SlackContext, env: str | None, status: str | None, page: int) -> Message:
+    """A history page, with each environment's live version marked (it offers 重新部署, not 回滚)."""
+    result = await ctx.service.history(env, status, page, page_size=HISTORY_PAGE_SIZE)
+    live = {}
+    for name in {deploy.environment for deploy in result.items}:
+        if current := await ctx.service.last_success(name):
+            live[name] = current.id
+    return history_message(result, ctx.config, ctx.locale, environment=env, status=status, live=live)

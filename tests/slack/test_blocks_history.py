@@ -42,6 +42,25 @@ def test_history_rows_filters_and_per_row_buttons(cfg) -> None:
     assert "<@U0ADMIN01> · 11-28 09:00 · 2分41秒" in first
 
 
+def test_the_live_version_is_marked_and_offers_a_redeploy_instead_of_a_rollback(cfg) -> None:
+    page = history_page(1)
+    live = next(row for row in page.items if row.status == "success")
+    older = next(row for row in page.items if row.status == "success" and row.id != live.id)
+    message = check(
+        history_message(page, cfg, "zh", environment=None, status=None, live={live.environment: live.id})
+    )
+    assert text_of(message, f"history_{live.id}").startswith("*当前版本* · ")
+    labels = {
+        e["action_id"]: e["text"]["text"] for e in block(message, f"history_{live.id}_actions")["elements"]
+    }
+    assert labels["rollback_to"] == t("zh", "ui.button.redeploy")
+    older_labels = {
+        e["action_id"]: e["text"]["text"] for e in block(message, f"history_{older.id}_actions")["elements"]
+    }
+    assert older_labels["rollback_to"] == t("zh", "ui.button.rollback_to")
+    assert "当前版本" not in text_of(message, f"history_{older.id}")
+
+
 def test_history_pager_on_first_middle_last_and_only_page(cfg) -> None:
     def pager(page: Page) -> dict[str, dict]:
         message = check(history_message(page, cfg, "en", environment=None, status="failed"))

@@ -4,6 +4,7 @@ deploy with 查看日志 (and 回滚到此版本 on successes), and the pager (�
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from bot.config import Config, Environment
 from bot.i18n import t
@@ -36,9 +37,18 @@ from storage.repository import Page
 
 
 def history_message(
-    page: Page, config: Config, locale: str, *, environment: str | None, status: str | None
+    page: Page,
+    config: Config,
+    locale: str,
+    *,
+    environment: str | None,
+    status: str | None,
+    live: Mapping[str, int] | None = None,
 ) -> Message:
-    """One page of history: filters, one row per deploy (查看日志; 回滚到此版本 on successes), pager."""
+    """One page of history: filters, one row per deploy, pager. Every row has 查看日志; a success
+    has 回滚到此版本, except the version live now (`live`: environment -> deploy id), which is
+    marked 当前版本 and offers 重新部署."""
+    live = live or {}
     env = config.environment(environment) if environment else None
     env_name = env.name if env else None
     status = status if status in {s.value for s in Status} else None
@@ -50,7 +60,7 @@ def history_message(
     ]
     room = (MAX_BLOCKS - len(blocks) - 2) // 2  # two blocks a row; keep room for the pager and a note
     for deploy in page.items[:room]:
-        blocks += _history_row(deploy, config, locale)
+        blocks += _history_row(deploy, config, locale, is_live=live.get(deploy.environment) == deploy.id)
     if len(page.items) > room:
         blocks.append(context(t(locale, "ui.history.more", count=len(page.items) - room), "history_more"))
     if not page.items:
@@ -87,13 +97,17 @@ def _select(action_id: str, options: list[dict], chosen: str | None, placeholder
     }
 
 
-def _history_row(deploy: Deploy, config: Config, locale: str) -> list[dict]:
+def _history_row(deploy: Deploy, config: Config, locale: str, *, is_live: bool) -> list[dict]:
     env = config.environments.get(deploy.environment)
     buttons = [button(t(locale, "ui.button.view_logs"), "view_logs", deploy.id)]
     if deploy.state is Status.SUCCESS:
-        buttons.append(button(t(locale, "ui.button.rollback_to"), "rollback_to", deploy.id))
+        label = "ui.button.redeploy" if is_live else "ui.button.rollback_to"
+        buttons.append(button(t(locale, label), "rollback_to", deploy.id))
+    text = _row_text(deploy, env, locale)
+    if is_live:
+        text = f"*{t(locale, 'ui.history.live')}* · " + text
     return [
-        section(_row_text(deploy, env, locale), f"history_{deploy.id}"),
+        section(text, f"history_{deploy.id}"),
         {"type": "actions", "block_id": f"history_{deploy.id}_actions", "elements": buttons},
     ]
 
