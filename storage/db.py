@@ -47,6 +47,10 @@ def _sqlite_pragmas(dbapi_conn, busy_timeout: float) -> None:
 # a connection, a running deploy always gets one to store its log and its end.
 REQUEST_POOL = {"pool_size": 10, "max_overflow": 10}
 BACKGROUND_POOL = {"pool_size": 3, "max_overflow": 5}
+# The bot's own transactions are a few statements each. One left open longer than this belongs to a
+# process that is paused or hung mid-write: PostgreSQL ends it, so the deploy row it locked can be
+# reaped (a reaper would otherwise wait on that lock for as long as the pause lasts).
+BACKGROUND_IDLE_IN_TRANSACTION_MS = 5000
 
 
 def _create_private(path: Path) -> None:
@@ -71,12 +75,23 @@ class Database:
                 _create_private(Path(database))
         self.engine = self._engine(REQUEST_POOL, in_memory)
         # one in-memory database is one connection: nothing to keep apart
-        self.background_engine = self.engine if in_memory else self._engine(BACKGROUND_POOL, in_memory)
+        self.background_engine = (
+            self.engine
+            if in_memory
+            else self._engine(
+                BACKGROUND_POOL, in_memory, idle_in_transaction_ms=BACKGROUND_IDLE_IN_TRANSACTION_MS
+            )
+        )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._background_sessions = async_sessionmaker(self.background_engine, expire_on_commit=False)
 
-    def _engine(self, pool: dict, in_memory: bool) -> AsyncEngine:
+    def _engine(
+        self, pool: dict, in_memory: bool, *, idle_in_transaction_ms: int | None = None
+    ) -> AsyncEngine:
         kwargs = {} if in_memory else dict(pool) if self.is_sqlite else {**pool, "pool_pre_ping": True}
+        if idle_in_transaction_ms and make_url(self.url).drivername == "postgresql+asyncpg":
+            settings = {"idle_in_transaction_session_timeout": str(idle_in_transaction_ms)}
+            kwargs["connect_args"] = {"server_settings": settings}
         engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", self._on_connect)

@@ -1,8 +1,11 @@
-"""Tables and the deploy status lifecycle.
+"""Tables, the deploy status lifecycle, and the database's clock.
 
 `deploy_history` keeps the CRM page's columns and adds what the bot needs. Log output lives in
 `deploy_log_chunks`, appended as it arrives and read back by byte offset; the legacy `logs` column
 is only read for rows imported from the CRM page, which kept the whole log there.
+
+Every lifecycle timestamp is the database's `db_now()`, never a process's clock: several processes
+judge each other's leases by these times, and their clocks (or their pauses) must not matter.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,9 +26,12 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    literal,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 
 
 class Status(enum.StrEnum):
@@ -80,7 +87,52 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def utcnow() -> datetime:
+    """This process's clock: for display and retention cutoffs, never for a lifecycle timestamp."""
     return datetime.now(UTC)
+
+
+class db_now(FunctionElement[datetime]):  # lowercase: used like the SQL function it renders
+    """The database's clock in UTC, as the naive timestamp the columns hold. On SQLite it is the
+    host's clock, which is fine: one file, one process. The SQLite form has the microsecond digits
+    SQLAlchemy writes, so the stored strings compare in time order with the ones it wrote."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+class seconds_after(FunctionElement[datetime]):
+    """`when` plus `seconds` (a float, negative for before), in the database."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+    def __init__(self, when, seconds: float) -> None:
+        super().__init__(when, literal(float(seconds), Float()))
+
+
+_SQLITE_FORMAT = "'%Y-%m-%d %H:%M:%f000'"  # %f is SS.SSS: padded to SQLAlchemy's six digits
+
+
+@compiles(db_now, "postgresql")
+def _db_now_postgresql(element, compiler, **kw) -> str:
+    return "timezone('utc', now())"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element, compiler, **kw) -> str:
+    return f"strftime({_SQLITE_FORMAT}, 'now')"
+
+
+@compiles(seconds_after, "postgresql")
+def _seconds_after_postgresql(element, compiler, **kw) -> str:
+    when, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({when} + make_interval(secs => {seconds}))"
+
+
+@compiles(seconds_after, "sqlite")
+def _seconds_after_sqlite(element, compiler, **kw) -> str:
+    when, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"strftime({_SQLITE_FORMAT}, {when}, {seconds} || ' seconds')"
 
 
 NAMING = {
@@ -116,8 +168,8 @@ class Deploy(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=db_now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=db_now(), onupdate=db_now())
     is_deleted: Mapped[str] = mapped_column(String(1), default="N")
 
     rollback_of: Mapped[int | None] = mapped_column(ForeignKey("deploy_history.id"))
@@ -138,7 +190,11 @@ class Deploy(Base):
     cancelled_by: Mapped[str | None] = mapped_column(String(255))
     # where the script runs, so a restarted bot on the same host can stop a script it orphaned
     runner_host: Mapped[str | None] = mapped_column(String(255))
-    runner_pid: Mapped[int | None] = mapped_column(Integer)
+    runner_pid: Mapped[int | None] = mapped_column(Integer)  # the script's (its group's) pid
+    # the process that runs the deploy (bot/deploy/identity.py), and until when, by the database's
+    # clock, it holds it: renewed every few seconds, or the deploy is reaped
+    runner_id: Mapped[str | None] = mapped_column(String(512))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # The database itself keeps one pending/running deploy per environment, across processes.

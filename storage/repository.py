@@ -1,4 +1,10 @@
-"""All SQL the bot runs. Functions take the caller's session and never commit."""
+"""All SQL the bot runs. Functions take the caller's session and never commit.
+
+Lifecycle timestamps are the database's clock (`db_now`), and a deploy belongs to the process named
+by its `runner_id` for as long as its lease lasts. The writes of a running deploy name their owner:
+once the deploy is no longer the owner's (reaped, or ended), they change nothing and raise
+`LeaseLost`, so a process that was paused past its lease cannot write over the reaper's verdict.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,8 +25,9 @@ from storage.models import (
     DeployCount,
     LogChunk,
     Status,
+    db_now,
+    seconds_after,
     sources_of,
-    utcnow,
 )
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
@@ -48,6 +55,16 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Renewal:
+    renewed: frozenset[int]  # the deploys whose lease was extended
+    cancels: dict[int, str]  # cancel requests waiting for any of them: deploy id -> who asked
+
+
+class LeaseLost(Exception):
+    """The deploy is no longer the writer's: reaped (its lease expired) or ended. Nothing was written."""
+
+
+@dataclass(frozen=True)
 class LogSlice:
     data: bytes
     offset: int
@@ -58,13 +75,22 @@ class LogSlice:
 # --- deploys -------------------------------------------------------------------------------------
 
 
-async def insert_deploy(session: AsyncSession, **fields) -> Deploy:
-    """Insert a pending deploy. The partial unique index raises IntegrityError when the
-    environment already has a pending/running deploy, or when the request key was seen."""
-    now = utcnow()
-    deploy = Deploy(status=Status.PENDING.value, created_at=now, updated_at=now, heartbeat_at=now, **fields)
+async def insert_deploy(
+    session: AsyncSession, *, runner_id: str | None = None, lease_seconds: float | None = None, **fields
+) -> Deploy:
+    """Insert a pending deploy, leased to `runner_id` (the process that will run it) when given.
+    The partial unique index raises IntegrityError when the environment already has a
+    pending/running deploy, or when the request key was seen."""
+    if runner_id is not None:
+        fields["runner_id"] = runner_id
+    if lease_seconds is not None:
+        fields["lease_expires_at"] = seconds_after(db_now(), lease_seconds)
+    deploy = Deploy(
+        status=Status.PENDING.value, created_at=db_now(), updated_at=db_now(), heartbeat_at=db_now(), **fields
+    )
     session.add(deploy)
     await session.flush()
+    await session.refresh(deploy)  # the times the database gave it, read while the session is open
     return deploy
 
 
@@ -91,19 +117,63 @@ async def active_deploys(session: AsyncSession) -> list[Deploy]:
     return list((await session.execute(query)).scalars())
 
 
-async def transition(session: AsyncSession, deploy_id: int, to: Status, **fields) -> bool:
-    """Move a deploy to `to` if the lifecycle allows it from its current state.
+def lease_expiry(lease_seconds: float) -> ColumnElement:
+    """When an active deploy's lease ends. A row from a bot that predates leases (migration 0006,
+    say an old process during a rolling upgrade) has only its heartbeat: a lease from that."""
+    last_sign = func.coalesce(Deploy.heartbeat_at, Deploy.created_at)
+    return func.coalesce(Deploy.lease_expires_at, seconds_after(last_sign, lease_seconds))
+
+
+def _owned_by(runner_id: str) -> ColumnElement:
+    return (Deploy.runner_id == runner_id) & Deploy.status.in_(_ACTIVE)
+
+
+async def transition(
+    session: AsyncSession, deploy_id: int, to: Status, *, owner: str | None = None, **fields
+) -> bool:
+    """Move a deploy to `to` if the lifecycle allows it from its current state (and, given an
+    `owner`, only while the deploy is that process's).
 
     The check and the write are one UPDATE, so a runner finishing and a reaper reaping the same
     deploy cannot both win. Returns False when the deploy was not in a state that allows the move.
     """
-    now = utcnow()
-    values = {"status": to.value, "updated_at": now, **fields}
+    conditions = [] if owner is None else [Deploy.runner_id == owner]
+    return await _transition(session, deploy_id, to, conditions, fields)
+
+
+async def claim(
+    session: AsyncSession, deploy_id: int, runner_id: str, lease_seconds: float, **fields
+) -> bool:
+    """pending -> running for `runner_id`: the start recorded and the lease taken, in the
+    database's time. False when the deploy is no longer pending (cancelled, reaped) or is leased
+    to another process."""
+    conditions = [or_(Deploy.runner_id.is_(None), Deploy.runner_id == runner_id)]
+    values = dict(
+        started_at=db_now(),
+        heartbeat_at=db_now(),
+        runner_id=runner_id,
+        lease_expires_at=seconds_after(db_now(), lease_seconds),
+        **fields,
+    )
+    return await _transition(session, deploy_id, Status.RUNNING, conditions, values)
+
+
+async def reap(session: AsyncSession, deploy_id: int, lease_seconds: float, **fields) -> bool:
+    """End an active deploy as failed if its lease is still expired: a renewal that came in since
+    it was found wins, and the deploy goes on."""
+    expired = lease_expiry(lease_seconds) < db_now()
+    return await _transition(session, deploy_id, Status.FAILED, [expired], fields)
+
+
+async def _transition(
+    session: AsyncSession, deploy_id: int, to: Status, conditions: list[ColumnElement], fields: dict
+) -> bool:
+    values = {"status": to.value, **fields}
     if to.is_finished:
-        values.setdefault("completed_at", now)
+        values.setdefault("completed_at", db_now())
     query = (
         update(Deploy)
-        .where(Deploy.id == deploy_id, Deploy.status.in_([s.value for s in sources_of(to)]))
+        .where(Deploy.id == deploy_id, Deploy.status.in_([s.value for s in sources_of(to)]), *conditions)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -111,7 +181,8 @@ async def transition(session: AsyncSession, deploy_id: int, to: Status, **fields
     if result.rowcount != 1:
         return False
     if to.is_finished:
-        # duration = whole seconds from started_at (or creation, if it never started)
+        # duration = whole seconds from started_at (or creation, if it never started): both are
+        # the database's times, like completed_at
         row = await get_deploy(session, deploy_id, include_deleted=True)
         await session.refresh(row)
         begin = row.started_at or row.created_at
@@ -120,14 +191,15 @@ async def transition(session: AsyncSession, deploy_id: int, to: Status, **fields
     return True
 
 
-async def update_deploy(session: AsyncSession, deploy_id: int, **fields) -> None:
-    fields.setdefault("updated_at", utcnow())
-    await session.execute(
-        update(Deploy)
-        .where(Deploy.id == deploy_id)
-        .values(**fields)
-        .execution_options(synchronize_session=False)
-    )
+async def update_deploy(session: AsyncSession, deploy_id: int, *, owner: str | None = None, **fields) -> None:
+    """Change a deploy's fields. Given an `owner`, only while the deploy is active and that
+    process's; else nothing changes and LeaseLost is raised."""
+    query = update(Deploy).where(Deploy.id == deploy_id)
+    if owner is not None:
+        query = query.where(_owned_by(owner))
+    result = await session.execute(query.values(**fields).execution_options(synchronize_session=False))
+    if owner is not None and result.rowcount != 1:
+        raise LeaseLost(f"deploy #{deploy_id} is no longer {owner}'s")
 
 
 async def request_cancel(session: AsyncSession, deploy_id: int, user: str) -> bool:
@@ -135,32 +207,36 @@ async def request_cancel(session: AsyncSession, deploy_id: int, user: str) -> bo
     result = await session.execute(
         update(Deploy)
         .where(Deploy.id == deploy_id, Deploy.status.in_(_ACTIVE))
-        .values(cancel_requested_by=user, updated_at=utcnow())
+        .values(cancel_requested_by=user)
     )
     return result.rowcount == 1
 
 
-async def heartbeat(session: AsyncSession, deploy_ids: Sequence[int]) -> dict[int, str]:
-    """Prove the given deploys are alive; returns the cancel requests waiting for any of them."""
+async def heartbeat(
+    session: AsyncSession, runner_id: str, deploy_ids: Sequence[int], lease_seconds: float
+) -> Renewal:
+    """Renew the leases of `runner_id`'s deploys among `deploy_ids`: only those still active and
+    still its own. A deploy missing from `renewed` was taken from it (reaped) or has ended."""
     if not deploy_ids:
-        return {}
-    await session.execute(
-        update(Deploy)
-        .where(Deploy.id.in_(deploy_ids), Deploy.status.in_(_ACTIVE))
-        .values(heartbeat_at=utcnow())
-    )
+        return Renewal(frozenset(), {})
     rows = await session.execute(
-        select(Deploy.id, Deploy.cancel_requested_by).where(
-            Deploy.id.in_(deploy_ids), Deploy.cancel_requested_by.is_not(None)
-        )
+        update(Deploy)
+        .where(Deploy.id.in_(deploy_ids), _owned_by(runner_id))
+        .values(heartbeat_at=db_now(), lease_expires_at=seconds_after(db_now(), lease_seconds))
+        .returning(Deploy.id, Deploy.cancel_requested_by)
+        .execution_options(synchronize_session=False)
     )
-    return {deploy_id: user for deploy_id, user in rows}
+    renewed, cancels = set(), {}
+    for deploy_id, user in rows:
+        renewed.add(deploy_id)
+        if user is not None:
+            cancels[deploy_id] = user
+    return Renewal(frozenset(renewed), cancels)
 
 
-async def stale_deploys(session: AsyncSession, cutoff: datetime, exclude: Sequence[int] = ()) -> list[Deploy]:
-    query = select(Deploy).where(ACTIVE_SQL, Deploy.heartbeat_at < cutoff)
-    if exclude:
-        query = query.where(Deploy.id.not_in(exclude))
+async def stale_deploys(session: AsyncSession, lease_seconds: float) -> list[Deploy]:
+    """Active deploys whose lease expired by the database's clock."""
+    query = select(Deploy).where(ACTIVE_SQL, lease_expiry(lease_seconds) < db_now())
     return list((await session.execute(query.order_by(Deploy.id))).scalars())
 
 
@@ -242,13 +318,17 @@ class LogConflict(Exception):
     """Different bytes are stored at this offset of the deploy's log: two writers, never a retry."""
 
 
-async def append_log(session: AsyncSession, deploy_id: int, offset: int, data: bytes) -> int:
+async def append_log(
+    session: AsyncSession, deploy_id: int, offset: int, data: bytes, *, owner: str | None = None
+) -> int:
     """Store `data` at byte `offset` of a deploy's log; returns how many of its bytes are stored.
 
     Idempotent, because a chunk whose commit landed but whose reply was lost is written again:
     the insert is ignored when (deploy_id, offset) exists, and the stored row counts if it holds
     the same bytes (all of `data`, or a prefix of it when the retry carries more output than the
     first attempt). Different bytes raise LogConflict. `log_size` ends where the stored row ends.
+    Given an `owner`, a deploy no longer its own raises LeaseLost, and the chunk goes with the
+    rolled-back transaction.
     """
     insert_into = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     query = (
@@ -266,7 +346,7 @@ async def append_log(session: AsyncSession, deploy_id: int, offset: int, data: b
         if not existing or not data.startswith(existing):
             raise LogConflict(f"deploy #{deploy_id}: other log bytes are stored at offset {offset}")
         stored = len(existing)
-    await update_deploy(session, deploy_id, log_size=offset + stored)
+    await update_deploy(session, deploy_id, owner=owner, log_size=offset + stored)
     return stored
 
 
@@ -329,9 +409,7 @@ async def clear_logs_before(
         return 0, None
     await session.execute(delete(LogChunk).where(LogChunk.deploy_id.in_(ids)))
     await session.execute(
-        update(Deploy)
-        .where(Deploy.id.in_(ids))
-        .values(logs=None, logs_cleared_at=utcnow(), updated_at=utcnow())
+        update(Deploy).where(Deploy.id.in_(ids)).values(logs=None, logs_cleared_at=db_now())
     )
     return len(ids), ids[-1]
 
@@ -352,7 +430,7 @@ async def soft_delete_before(
     result = await session.execute(
         update(Deploy)
         .where(Deploy.id > after_id, Deploy.id <= last, *conditions)
-        .values(is_deleted="Y", updated_at=utcnow())
+        .values(is_deleted="Y")
         .execution_options(synchronize_session=False)
     )
     return result.rowcount, last

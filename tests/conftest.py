@@ -131,7 +131,7 @@ def make_config(tmp_path, db_url) -> ConfigFactory:
                 "admins": [ADMIN],
                 "database_url": db_url,
                 "heartbeat_seconds": 0.5,
-                "stale_after_seconds": 3,
+                "lease_seconds": 3,
                 "cancel_grace_seconds": 1,
                 **(bot or {}),
             },

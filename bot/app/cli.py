@@ -9,7 +9,7 @@ import sys
 
 from bot.app.runtime import start_runtime
 from bot.config import Config
-from bot.deploy.events import DeployEvent, DeployFinished, StepChanged
+from bot.deploy.events import DeployEvent, DeployFinished, DeployLost, StepChanged
 from bot.i18n import t
 from storage.db import Database
 from storage.models import Deploy, Status
@@ -75,7 +75,7 @@ async def _follow(runtime, deploy: Deploy) -> int:
             return
         if isinstance(event, StepChanged):
             sys.stderr.write(f"-- {event.step.number}/{event.step.total or '?'} {event.step.title}\n")
-        if isinstance(event, DeployFinished):
+        if isinstance(event, DeployFinished | DeployLost):  # lost: reaped, as its row says
             final.append(event.deploy)
             done.set()
 

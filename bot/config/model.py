@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Literal
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
@@ -80,19 +83,34 @@ class BotSettings(_Strict):
     admin_groups: tuple[str, ...] = ()
     database_url: str = "sqlite+aiosqlite:///deploybot.db"
     notify_channel: str = ""
-    heartbeat_seconds: float = Field(default=5.0, gt=0, le=60)
-    stale_after_seconds: float = Field(default=30.0, gt=0)
-    reaper_interval_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)  # how often a lease is renewed
+    # How long a deploy stays its process's without a renewal, by the database's clock.
+    lease_seconds: float = Field(default=10.0, gt=0)
+    reaper_interval_seconds: float = Field(default=2.0, gt=0)
     cancel_grace_seconds: float = Field(default=10.0, ge=0)
     drain_timeout_minutes: float = Field(default=30.0, ge=0)  # SIGTERM: running deploys get this long
     run_as: str = ""  # "user[:group]" scripts run under; empty: the bot's own account
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stale_after_is_lease(cls, raw: object) -> object:
+        # `stale_after_seconds` was the lease before leases were judged by the database's clock.
+        if not isinstance(raw, dict) or "stale_after_seconds" not in raw:
+            return raw
+        if "lease_seconds" in raw:
+            raise ValueError("stale_after_seconds is the old name of lease_seconds: set only lease_seconds")
+        log.warning("config: [bot] stale_after_seconds is deprecated: call it lease_seconds")
+        raw = dict(raw)
+        raw["lease_seconds"] = raw.pop("stale_after_seconds")
+        return raw
 
     @model_validator(mode="after")
     def _admins_required(self) -> BotSettings:
         if not self.admins and not self.admin_groups:
             raise ValueError("set at least one of admins or admin_groups: nobody could deploy")
-        if self.stale_after_seconds <= self.heartbeat_seconds * 2:
-            raise ValueError("stale_after_seconds must be more than twice heartbeat_seconds")
+        if self.lease_seconds <= self.heartbeat_seconds * 2:
+            # one renewal may fail (a blip) and the next still land before the lease ends
+            raise ValueError("lease_seconds must be more than twice heartbeat_seconds")
         return self
 
 

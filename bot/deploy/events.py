@@ -51,6 +51,13 @@ class DeployFinished(DeployEvent):
     tail: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class DeployLost(DeployEvent):
+    """This process no longer runs the deploy: its lease was taken (it was reaped while this
+    process was paused or cut off) and its script is stopped. Whoever reaped it wrote its end and
+    announces it; `deploy` is the row as the reaper left it, for this process's watchers to stop."""
+
+
 Observer = Callable[[DeployEvent], None]
 
 

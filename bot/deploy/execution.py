@@ -1,40 +1,48 @@
 """One deploy from `pending` to its final state: the bridge between the script runner and storage.
 
-It receives the runner's events, appends the log in chunks (at once when a megabyte has piled up,
-so memory stays flat however much a script prints; a quiet script's lines within a quarter of a
-second, so a follower and the first line of a deploy are prompt; in any case every second),
+It receives the runner's events, hands the output to its log writer (bot/deploy/logstore.py),
 records steps and the reported commit, writes the final state, and publishes what happened on the
-event bus. Output waits as the pieces the pipe delivered: a piece is never copied before it is
-stored, and a chunk of one piece is stored as it is.
+event bus.
 
 A database that goes away (an outage, a failover, a lock held past the busy timeout, a lost reply)
 never loses, doubles or freezes a deploy: every write is retried with back-off until it lands (only
 the bot stopping bounds that), steps and the reported commit are written off the reader's path,
 log chunks are idempotent, and a move whose reply was lost is recognised on the retry.
 
+The deploy is this process's (`runner_id`) only while its lease lasts (DESIGN §12). Every write
+names the owner, so once the deploy is reaped (this process was paused, or cut off, past its lease)
+a write changes nothing and says so; that, or a renewal that matches nothing (`lease_lost`), kills
+the script at once and ends every write: no chunk, step, event or final state follows, because the
+deploy may already run again elsewhere.
+
 An execution is given everything it works with (the database, the bus, the locale, the script's
-spec) and knows nothing of the service that starts it: the service stops it through `cancel`
-(a user asked) or `interrupt` (the bot is shutting down).
+spec, its owner and lease) and knows nothing of the service that starts it: the service stops it
+through `cancel` (a user asked), `interrupt` (the bot is shutting down) or `lease_lost`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from bot.deploy.events import DeployEvent, DeployFinished, DeployStarted, EventBus, StepChanged
+from bot.deploy.events import (
+    DeployEvent,
+    DeployFinished,
+    DeployLost,
+    DeployStarted,
+    EventBus,
+    StepChanged,
+)
+from bot.deploy.logstore import LogWriter
 from bot.deploy.progress import Step
 from bot.deploy.runner import Outcome, RunResult, RunSpec, ScriptRun, script_environment
 from bot.i18n import t
 from storage import repository as repo
-from storage.models import Deploy, Status, utcnow
+from storage.models import Deploy, Status
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,13 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1024 * 1024  # stored once this much is waiting (or once a second)
-MAX_CHUNK = 4 * CHUNK_SIZE  # what one transaction takes when output outruns storage
-HIGH_WATER = 8 * CHUNK_SIZE  # past this the pipe waits for storage: back-pressure, not memory
-FLUSH_SECONDS = 1.0
-# Output that trickles in is stored at once when nothing was stored for this long, else this long
-# after the last store: prompt for a reader, and at most a few small transactions a second.
-TRICKLE_SECONDS = 0.25
 # A failed write is tried again after 0.1 s, then twice as long each time up to 2 s: quick through a
 # blip, gentle on a database that is coming back up.
 RETRY_FIRST = 0.1
@@ -114,35 +115,35 @@ class DeployExecution:
         events: EventBus,
         locale: str,
         timeout_minutes: float,
+        runner_id: str,
+        lease_seconds: float,
     ) -> None:
         self.deploy_id = deploy.id
         self.db = db
         self.events = events
         self.locale = locale
         self.timeout_minutes = timeout_minutes  # as configured, for the timeout message
+        self.runner_id = runner_id  # this process: every write requires the deploy to still be its
+        self.lease_seconds = lease_seconds
         # A commit resolved from the environment's repo (or a rollback's target) is the one that
         # is deployed: a `DEPLOY_COMMIT=` line may not change the record of it.
         self._pinned = deploy.commit_hash is not None
         self._cancelled_by: str | None = None
         self._interrupted = False  # the bot is shutting down under this deploy
+        self._lost = False  # the deploy is no longer ours: nothing more is written
+        self._ending = False  # the script is done and its end is being written: that write decides
         self._give_up_at: float | None = None  # loop time after which failed writes are given up
-        self._log_conflict: str | None = None  # someone else's bytes at our offset: log lost
         self._current_step: Step | None = None
         self._started = asyncio.Event()  # the start is recorded (or given up): steps may follow
         # steps and reported commits waiting for the progress writer, in the order printed
         self._progress: asyncio.Queue[tuple[Step, Step | None] | str] = asyncio.Queue(PROGRESS_BACKLOG)
-        self._pending: deque[bytes] = deque()  # output not stored yet, as the pipe delivered it
-        self._pending_size = 0
-        self._offset = 0
-        self._flushing: asyncio.Task | None = None
-        self._stored = asyncio.Event()  # a chunk was stored: room for more output
-        self._due = False  # a second has passed: flush even a partial chunk
-        self._last_store = float("-inf")  # loop time the last chunk began to be stored
-        self._trickle: asyncio.TimerHandle | None = None
+        self._log = LogWriter(deploy.id, self._store_chunk)
         self._run = ScriptRun(spec, self)
 
     def cancel(self, user: str) -> None:
         """`user` asked to cancel: stop the script; the deploy ends as cancelled by the first asker."""
+        if self._lost:
+            return
         self._cancelled_by = self._cancelled_by or user
         self._run.cancel()
 
@@ -155,8 +156,22 @@ class DeployExecution:
             self._give_up_at = asyncio.get_running_loop().time() + SHUTDOWN_GRACE
         self._run.cancel()
 
+    def lease_lost(self) -> None:
+        """The deploy is no longer ours (reaped: our renewal matched nothing, or a write found it
+        gone): kill the script now and write nothing more. Once the script is done and the end is
+        being written, that write is what counts (its owner check tells whether it still may)."""
+        if self._lost or self._ending:
+            return
+        self._lost = True
+        log.error(
+            "deploy #%s: its lease was taken (reaped): stopping the script, writing nothing more",
+            self.deploy_id,
+        )
+        self._log.drop()
+        self._run.kill()
+
     async def execute(self) -> None:
-        ticker = asyncio.create_task(self._tick())
+        self._log.start()
         writer = asyncio.create_task(self._write_progress())
         try:
             try:
@@ -165,14 +180,14 @@ class DeployExecution:
                 log.exception("deploy #%s crashed", self.deploy_id)
                 result = RunResult(Outcome.FAILED, detail=str(exc))
             finally:
-                ticker.cancel()  # before the drain: two flushes at once would store a chunk twice
-                if self._trickle is not None:
-                    self._trickle.cancel()
-            await self._drain()
+                self._log.stop_timers()
+            await self._log.drain()
             await self._progress.join()  # every step and commit is stored before the end
             await self._finish(result)
         except StorageGaveUp as exc:  # the next bot's reaper ends it
             log.error("deploy #%s: bot stopping, database away: gave up %s", self.deploy_id, exc)
+        except repo.LeaseLost:
+            pass  # said by lease_lost; the reaper wrote the end
         finally:
             writer.cancel()
 
@@ -181,39 +196,38 @@ class DeployExecution:
     async def started(self, pid: int) -> None:
         host = socket.gethostname()
         try:
-            moved = await self._move(
-                "recording the start", Status.RUNNING, started_at=utcnow(), runner_host=host, runner_pid=pid
+            claimed = await self._move(
+                "recording the start",
+                lambda session: repo.claim(
+                    session,
+                    self.deploy_id,
+                    self.runner_id,
+                    self.lease_seconds,
+                    runner_host=host,
+                    runner_pid=pid,
+                ),
+                status=Status.RUNNING.value,
+                runner_id=self.runner_id,
+                runner_host=host,
+                runner_pid=pid,
             )
-            if not moved:  # cancelled or reaped while pending
-                self._run.cancel()
+            if not claimed:  # reaped while pending
+                self.lease_lost()
                 return
             await self._publish(DeployStarted)
+        except repo.LeaseLost:
+            pass
         finally:
             self._started.set()
 
     async def output(self, data: bytes) -> None:
-        if self._log_conflict:
-            return
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._pending_size >= CHUNK_SIZE:
-            self._kick()
-            # Read on as soon as one chunk is stored, so reading and storing overlap.
-            while self._pending_size >= HIGH_WATER and not self._flushing.done():
-                self._stored.clear()
-                await self._stored.wait()
-        elif self._trickle is None:
-            loop = asyncio.get_running_loop()
-            self._trickle = loop.call_at(max(loop.time(), self._last_store + TRICKLE_SECONDS), self._trickled)
-
-    def _trickled(self) -> None:
-        self._trickle = None
-        self._due = True
-        self._kick()
+        await self._log.output(data)
 
     async def step(self, step: Step) -> None:
         # Stored and announced by the progress writer while the reader reads on; only a backlog of
         # PROGRESS_BACKLOG (a long outage, or a script printing markers without end) makes it wait.
+        if self._lost:
+            return
         previous, self._current_step = self._current_step, step
         await self._progress.put((step, previous))
 
@@ -221,7 +235,8 @@ class DeployExecution:
         if self._pinned:
             log.info("deploy #%s: ignored DEPLOY_COMMIT=%s: the bot pinned the commit", self.deploy_id, sha)
             return
-        await self._progress.put(sha)
+        if not self._lost:
+            await self._progress.put(sha)
 
     # --- steps and the reported commit ---------------------------------------------------------
 
@@ -234,13 +249,13 @@ class DeployExecution:
                     await self._write(
                         "recording the reported commit",
                         lambda session, sha=item: repo.update_deploy(
-                            session, self.deploy_id, commit_hash=sha
+                            session, self.deploy_id, owner=self.runner_id, commit_hash=sha
                         ),
                     )
                 else:
                     await self._record_step(*item)
-            except StorageGaveUp:
-                pass  # the bot is stopping: execute() gives up its own writes as well
+            except (StorageGaveUp, repo.LeaseLost):
+                pass  # the bot is stopping, or the deploy is not ours: execute() stops writing too
             finally:
                 self._progress.task_done()
 
@@ -250,6 +265,7 @@ class DeployExecution:
             lambda session: repo.update_deploy(
                 session,
                 self.deploy_id,
+                owner=self.runner_id,
                 step_current=step.number,
                 step_total=step.total,
                 step_title=step.title,
@@ -257,95 +273,31 @@ class DeployExecution:
         )
         await self._publish(lambda deploy: StepChanged(deploy, step, previous))
 
-    # --- log storage -------------------------------------------------------------------------
-
-    def _kick(self) -> None:
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
-
-    async def _flush(self) -> None:
-        try:
-            await self._store_chunks()
-        finally:
-            self._stored.set()
-
-    async def _store_chunks(self) -> None:
-        # Whole chunks while output pours in; whatever is there once a second is due.
-        while self._pending_size >= CHUNK_SIZE or (self._due and self._pending):
-            count, size = self._next_chunk()
-            self._last_store = asyncio.get_running_loop().time()
-            data = self._pending[0] if count == 1 else b"".join(itertools.islice(self._pending, count))
-            offset = self._offset
-            try:
-                # Retried as it is, never re-cut: a retry whose first attempt landed finds it stored.
-                stored = await self._write(
-                    f"storing {size} log bytes at {offset}",
-                    lambda session, offset=offset, data=data: repo.append_log(
-                        session, self.deploy_id, offset, data
-                    ),
-                )
-            except repo.LogConflict as exc:
-                self._lose_log(str(exc))
-                return
-            self._consume(stored)
-            self._stored.set()
-            if not self._pending:
-                self._due = False
-
-    def _next_chunk(self) -> tuple[int, int]:
-        """How many waiting pieces the next chunk takes (at least one, else up to MAX_CHUNK)."""
-        count = size = 0
-        for piece in self._pending:
-            if count and size + len(piece) > MAX_CHUNK:
-                break
-            count += 1
-            size += len(piece)
-        return count, size
-
-    def _consume(self, size: int) -> None:
-        """The first `size` waiting bytes are stored: let them go."""
-        self._offset += size
-        self._pending_size -= size
-        while size:
-            piece = self._pending[0]
-            if len(piece) > size:  # only when less was stored than sent (see append_log)
-                self._pending[0] = piece[size:]
-                return
-            self._pending.popleft()
-            size -= len(piece)
-
-    def _lose_log(self, reason: str) -> None:
-        # Two writers of one log: storing on would interleave them. Fail the deploy loudly instead.
-        log.error("deploy #%s: %s; its log is no longer stored", self.deploy_id, reason)
-        self._log_conflict = reason
-        self._pending.clear()
-        self._pending_size = 0
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            self._due = True
-            self._kick()
-
-    async def _drain(self) -> None:
-        if self._flushing is not None:
-            with contextlib.suppress(Exception):
-                await self._flushing
-        self._due = True
-        await self._flush()
+    async def _store_chunk(self, offset: int, data: bytes) -> int:
+        """The log writer's store: one chunk, retried, only while the deploy is ours."""
+        return await self._write(
+            f"storing {len(data)} log bytes at {offset}",
+            lambda session: repo.append_log(session, self.deploy_id, offset, data, owner=self.runner_id),
+        )
 
     # --- writes that outlive a database outage -------------------------------------------------
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """`attempt()` until it succeeds, with back-off. An outage, a failover, a lock held past the
         busy timeout, a lost connection: none may end, freeze or truncate a deploy. Only the bot
-        stopping bounds it (StorageGaveUp); a LogConflict is no outage and is raised at once."""
+        stopping bounds it (StorageGaveUp). A LogConflict is no outage and is raised at once; so is
+        LeaseLost, also when the lease is found lost between attempts."""
         delay, failures = RETRY_FIRST, 0
         loop = asyncio.get_running_loop()
         while True:
+            if self._lost:
+                raise repo.LeaseLost(f"deploy #{self.deploy_id}: {what}: not ours any more")
             try:
                 result = await attempt()
             except repo.LogConflict:
+                raise
+            except repo.LeaseLost:
+                self.lease_lost()
                 raise
             except Exception as exc:
                 failures += 1
@@ -371,26 +323,21 @@ class DeployExecution:
 
         return await self._retrying(what, attempt)
 
-    async def _move(self, what: str, to: Status, **fields) -> bool:
-        """Transition the deploy to `to`, retried. A retry that the lifecycle refuses reads the row:
-        when it shows `to` and these fields (times aside), an earlier attempt committed and only
-        its reply was lost, so the move is ours."""
+    async def _move(self, what: str, change: Callable[[AsyncSession], Awaitable[bool]], **expected) -> bool:
+        """A compare-and-set move of the deploy (`change`), retried. A retry that the lifecycle
+        refuses reads the row: when it shows the `expected` values, an earlier attempt committed
+        and only its reply was lost, so the move is ours."""
         attempts = 0
-        expected = {name: value for name, value in fields.items() if not isinstance(value, datetime)}
 
         async def move(session: AsyncSession) -> bool:
             nonlocal attempts
             attempts += 1
-            if await repo.transition(session, self.deploy_id, to, **fields):
+            if await change(session):
                 return True
             if attempts == 1:
                 return False
             row = await repo.get_deploy(session, self.deploy_id, include_deleted=True)
-            return (
-                row is not None
-                and row.status == to.value
-                and all(getattr(row, name) == value for name, value in expected.items())
-            )
+            return row is not None and all(getattr(row, name) == value for name, value in expected.items())
 
         return await self._write(what, move)
 
@@ -403,11 +350,24 @@ class DeployExecution:
     # --- the end -----------------------------------------------------------------------------
 
     async def _finish(self, result: RunResult) -> None:
+        if self._lost:
+            await self._publish_lost()
+            return
+        self._ending = True
         # Worked out once: a success whose write waits out an outage stays a success.
         status, message, fields = self._final_state(result)
         moved = await self._move(
             f"recording the end ({status})",
-            status,
+            lambda session: repo.transition(
+                session,
+                self.deploy_id,
+                status,
+                owner=self.runner_id,
+                error_message=message,
+                exit_code=result.exit_code,
+                **fields,
+            ),
+            status=status.value,
             error_message=message,
             exit_code=result.exit_code,
             **fields,
@@ -415,13 +375,21 @@ class DeployExecution:
         if moved:
             tail = tuple(result.tail)
             await self._publish(lambda deploy: DeployFinished(deploy, tail))
+        else:  # reaped while we were ending it
+            await self._publish_lost()
+
+    async def _publish_lost(self) -> None:
+        # Not ours to end: the reaper wrote the end and announces it. Watchers here (the CLI, this
+        # process's Slack feed) learn it from the row, which is only read.
+        with contextlib.suppress(Exception):
+            await self.events.publish(self.deploy_id, DeployLost)
 
     def _final_state(self, result: RunResult) -> tuple[Status, str | None, dict]:
         locale = self.locale
         if self._interrupted:
             return Status.FAILED, t(locale, "outcome.interrupted"), {}
-        if self._log_conflict:
-            return Status.FAILED, f"{t(locale, 'error.generic')}: {self._log_conflict}", {}
+        if self._log.conflict:
+            return Status.FAILED, f"{t(locale, 'error.generic')}: {self._log.conflict}", {}
         match result.outcome:
             case Outcome.SUCCESS:
                 return Status.SUCCESS, None, {}

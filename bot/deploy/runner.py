@@ -88,6 +88,7 @@ class ScriptRun:
         self.scanner = OutputScanner(spec.step_pattern)
         self._proc: asyncio.subprocess.Process | None = None
         self._cancel_requested = False
+        self._killed = False
         self._timed_out = False
         self._stopping: asyncio.Task | None = None
 
@@ -95,6 +96,13 @@ class ScriptRun:
         self._cancel_requested = True
         if self._proc is not None and self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop_group())
+
+    def kill(self) -> None:
+        """SIGKILL the script's whole group now, no grace: it may not run on for another moment
+        (its deploy is no longer this process's, and may run again elsewhere)."""
+        self._cancel_requested = self._killed = True
+        if self._proc is not None and self._proc.returncode is None:
+            _signal_group(self._proc.pid, signal.SIGKILL)
 
     async def execute(self) -> RunResult:
         env, account_kwargs = dict(self.spec.env), {}
@@ -121,7 +129,9 @@ class ScriptRun:
         pump = asyncio.create_task(self._pump(proc.stdout))
         try:
             await self.events.started(proc.pid)
-            if self._cancel_requested:
+            if self._killed:
+                self.kill()
+            elif self._cancel_requested:
                 self.cancel()
             try:
                 await asyncio.wait_for(_exited(proc), self.spec.timeout)

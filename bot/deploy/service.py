@@ -2,17 +2,17 @@
 
 Input is checked here, before anything is written or started: a refusal is a `DeployError` and
 leaves no row and no process behind. Deploys run as tasks of this process (one `DeployExecution`
-each); their heartbeat proves they are alive, and the reaper ends those whose owner stopped proving
-it. What happens is published on the service's event bus, `service.events`.
+each), leased to it (`runner_id`) and renewed every `heartbeat_seconds`; a deploy whose renewal
+matches nothing was taken from us and stops at once. The reaper ends deploys whose lease expired by
+the database's clock, and kills a script only where that cannot hit a live owner (DESIGN §12). What
+happens is published on the service's event bus, `service.events`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,10 +21,11 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.config import Config, Environment
 from bot.deploy import git
-from bot.deploy.events import DeployCreated, DeployFinished, EventBus
+from bot.deploy.events import DeployCreated, EventBus
 from bot.deploy.execution import DeployExecution, run_spec
+from bot.deploy.identity import RunnerId
+from bot.deploy.leases import Leases
 from bot.deploy.progress import estimate_seconds
-from bot.deploy.runner import stop_orphan
 from bot.errors import (
     AlreadyFinished,
     CommitMissing,
@@ -71,34 +72,54 @@ class CleanupResult:
 
 
 class DeployService:
-    def __init__(self, config: Config, db: Database, *, base_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        *,
+        base_env: dict[str, str] | None = None,
+        runner: RunnerId | None = None,
+    ) -> None:
         self.config = config
         self.db = db
         self.locale = config.locale
+        self.runner = runner or RunnerId.current()
+        self.runner_id = str(self.runner)
         self._base_env = dict(os.environ if base_env is None else base_env)
         self.events = EventBus(db)
         self._executions: dict[int, DeployExecution] = {}
         self._tasks: set[asyncio.Task] = set()
         self._heartbeat_task: asyncio.Task | None = None
+        self.leases = Leases(
+            db=db,
+            events=self.events,
+            executions=self._executions,
+            runner=self.runner,
+            lease_seconds=config.bot.lease_seconds,
+            heartbeat_seconds=config.bot.heartbeat_seconds,
+            locale=self.locale,
+        )
 
     # --- lifecycle of the service itself -------------------------------------------------------
 
     async def start(self) -> None:
-        """Prepare the schema if the database is empty, end deploys a dead bot left behind,
-        and start the heartbeat of this process's deploys."""
+        """Prepare the schema if the database is empty, end deploys whose lease expired (a dead
+        bot's), and start renewing the leases of this process's deploys."""
         await self.db.ensure_schema()
         await self.reap()
         if self._heartbeat_task is None:
-            self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+            self._heartbeat_task = asyncio.create_task(self.leases.keep())
 
     async def close(self) -> None:
         """Stop: scripts still running are stopped and their deploys end as interrupted."""
+        for execution in list(self._executions.values()):
+            execution.interrupt()
+        # Leases are renewed until the scripts are gone (a TERM-ignoring one takes the cancel
+        # grace): expiring meanwhile would let another process reap a deploy we are still ending.
+        await self.wait_idle()
         if self._heartbeat_task:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
-        for execution in list(self._executions.values()):
-            execution.interrupt()
-        await self.wait_idle()
 
     async def wait_idle(self) -> None:
         while self._tasks:
@@ -159,7 +180,10 @@ class DeployService:
         for attempt in range(INSERT_ATTEMPTS):
             try:
                 async with self.db.session() as session:
-                    deploy = await repo.insert_deploy(session, **row)
+                    # leased to this process from the start: no other reaps it while it spawns
+                    deploy = await repo.insert_deploy(
+                        session, runner_id=self.runner_id, lease_seconds=self.config.bot.lease_seconds, **row
+                    )
                 break
             except IntegrityError:
                 # Another process won the race for this environment (or this request key).
@@ -318,25 +342,9 @@ class DeployService:
     # --- upkeep --------------------------------------------------------------------------------
 
     async def reap(self) -> list[int]:
-        """End deploys whose heartbeat went stale (their bot died) as failed, logs kept."""
-        cutoff = utcnow() - timedelta(seconds=self.config.bot.stale_after_seconds)
-        message = t(self.locale, "outcome.interrupted")
-        reaped = []
-        async with self.db.session(background=True) as session:
-            stale = await repo.stale_deploys(session, cutoff, exclude=self.running_ids)
-        here = socket.gethostname()
-        for deploy in stale:
-            deploy_id = deploy.id
-            if deploy.runner_host == here and deploy.runner_pid and stop_orphan(deploy.runner_pid, deploy_id):
-                log.warning("deploy #%s: stopped the script its dead bot left running", deploy_id)
-            async with self.db.session(background=True) as session:
-                if await repo.transition(session, deploy_id, Status.FAILED, error_message=message):
-                    reaped.append(deploy_id)
-            if deploy_id in reaped:
-                await self.events.publish(deploy_id, DeployFinished)
-        if reaped:
-            log.warning("reaped interrupted deploys: %s", reaped)
-        return reaped
+        """End deploys whose lease expired by the database's clock as failed ("interrupted"),
+        logs kept, whichever process owned them (see bot/deploy/leases.py)."""
+        return await self.leases.reap()
 
     async def cleanup(self) -> CleanupResult:
         """Retention: clear old logs, soft-delete old records, in small batches so the
@@ -391,6 +399,8 @@ class DeployService:
             events=self.events,
             locale=self.locale,
             timeout_minutes=env.timeout_minutes,
+            runner_id=self.runner_id,
+            lease_seconds=self.config.bot.lease_seconds,
         )
         self._executions[deploy.id] = execution
 
@@ -404,19 +414,6 @@ class DeployService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.bot.heartbeat_seconds)
-            with contextlib.suppress(Exception):
-                await self.heartbeat()
-
     async def heartbeat(self) -> None:
-        """Prove this process's deploys alive, and act on cancels asked of another process."""
-        ids = self.running_ids
-        if not ids:
-            return
-        async with self.db.session(background=True) as session:
-            requests = await repo.heartbeat(session, ids)
-        for deploy_id, user in requests.items():
-            if execution := self._executions.get(deploy_id):
-                execution.cancel(user)
+        """Renew the leases of this process's deploys; stop those whose lease was taken."""
+        await self.leases.renew()

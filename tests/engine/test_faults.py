@@ -97,10 +97,10 @@ def fail_once(monkeypatch, name: str, when: Callable[..., bool], *, lost_reply: 
 
 
 FAULTS = {
-    "started": ("transition", lambda _id, to, **_: to is Status.RUNNING),
+    "started": ("claim", lambda *_, **__: True),
     "step": ("update_deploy", lambda _id, **fields: "step_current" in fields),
     "commit": ("update_deploy", lambda _id, **fields: "commit_hash" in fields),
-    "chunk": ("append_log", lambda *_: True),
+    "chunk": ("append_log", lambda *_, **__: True),
     "final": ("transition", lambda _id, to, **_: to.is_finished),
 }
 

@@ -4,7 +4,7 @@ PostgreSQL: a throwaway cluster of our own (tests/pgcluster.py) is stopped with 
 fast` (every connection cut) while a deploy prints, and started again a few seconds later. SQLite:
 another connection holds the write lock for longer than the busy timeout. Either way the deploy ends
 `success`, its stored log byte-identical to what the script printed, its steps recorded; and an
-outage shorter than the staleness window gets no deploy reaped.
+outage shorter than the lease gets no deploy reaped.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def outage_config(tmp_path, url: str, **bot):
             "admins": [ADMIN],
             "database_url": url,
             "heartbeat_seconds": 0.5,
-            "stale_after_seconds": 3,
+            "lease_seconds": 3,
             **bot,
         },
         "environments": {"production": {"script": str(SCRIPTS / "chatty.sh")}},
@@ -100,7 +100,7 @@ async def test_a_postgresql_outage_mid_deploy_loses_nothing(pg_cluster, cluster_
 async def test_an_outage_shorter_than_the_lease_reaps_nothing(pg_cluster, cluster_url, tmp_path):
     """Another bot's reaper, trying all along, finds the deploy's heartbeat fresh again once the
     database is back: the deploy goes on and ends as its script did."""
-    config = outage_config(tmp_path, cluster_url, stale_after_seconds=4 * OUTAGE_SECONDS)
+    config = outage_config(tmp_path, cluster_url, lease_seconds=4 * OUTAGE_SECONDS)
     environ = {"STEPS": "3", "BATCHES": "25", "PACE": "0.1"}
     async with running_service(config, **environ) as owner, running_service(config) as other:
         deploy = await owner.trigger("production", "main", user=ADMIN)
@@ -148,7 +148,7 @@ def hold_write_lock(path: str, started: threading.Event, seconds: float) -> None
 async def test_an_sqlite_write_lock_held_past_the_busy_timeout_loses_nothing(tmp_path, caplog):
     caplog.set_level(logging.WARNING, "bot.deploy.execution")
     path = str(tmp_path / "deploybot.db")
-    config = outage_config(tmp_path, f"sqlite+aiosqlite:///{path}", stale_after_seconds=30)
+    config = outage_config(tmp_path, f"sqlite+aiosqlite:///{path}", lease_seconds=30)
     copy = tmp_path / "printed.log"
     # A short busy timeout makes the lock fail the deploy's writes at once (the default, 10 s,
     # would have them wait it out): the retries, not SQLite's patience, carry the deploy through.

@@ -49,7 +49,7 @@ def config_for(folder: Path, account: Account, environments: dict, **bot) -> Con
             "database_url": f"sqlite+aiosqlite:///{folder / 'deploybot.db'}",
             "run_as": account.user,
             "heartbeat_seconds": 0.5,
-            "stale_after_seconds": 3,
+            "lease_seconds": 3,
             **bot,
         },
         "environments": environments,

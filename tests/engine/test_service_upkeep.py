@@ -47,9 +47,7 @@ async def test_a_live_deploy_is_not_reaped(make_config):
     async with _service(config) as owner, _service(config) as other:
         deploy = await owner.trigger("production", "main", user=ADMIN)
         await wait_for_status(owner, deploy.id, Status.RUNNING)
-        await asyncio.sleep(
-            config.bot.stale_after_seconds + 0.5
-        )  # longer than stale: heartbeats must keep it
+        await asyncio.sleep(config.bot.lease_seconds + 0.5)  # longer than a lease: renewals keep it
         assert await other.reap() == []
         assert (await other.get(deploy.id)).state is Status.RUNNING
         await owner.cancel(deploy.id, user=ADMIN)
@@ -61,7 +59,7 @@ async def test_a_killed_bot_leaves_a_deploy_the_next_bot_reaps(make_config, tmp_
     toml.write_text(
         "[bot]\n"
         f'admins = ["{ADMIN}"]\ndatabase_url = "{config.database_url}"\n'
-        "heartbeat_seconds = 0.5\nstale_after_seconds = 3\n"
+        "heartbeat_seconds = 0.5\nlease_seconds = 3\n"
         f'[environments.production]\nscript = "{SCRIPTS / "sleepy.sh"}"\n'
     )
     bot = subprocess.Popen(
