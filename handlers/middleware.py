@@ -1,6 +1,7 @@
 """The three middlewares every Slack request passes, in order: hand each listener `ctx` (the
 service, config, notifier) and `reply`; drop redeliveries (an event_id or trigger_id seen before,
-and double clicks); and let only admins through, answering everyone else with a refusal."""
+and double clicks, by any bot process on the database); and let only admins through, answering
+everyone else with a refusal."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bot.slack.blocks.messages import notice
 from bot.slack.client import is_slack_url
 from handlers.context import SlackContext
 from handlers.guard import Ack, Reply
+from storage.deliveries import DeliveryGuard
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ DOUBLE_CLICK_SECONDS = 2.0
 
 def install(app: AsyncApp, ctx: SlackContext) -> None:
     app.middleware(attach_context(ctx))
-    app.middleware(drop_redeliveries(RecentKeys(), RecentKeys(ttl=DOUBLE_CLICK_SECONDS)))
+    app.middleware(drop_redeliveries(RecentKeys(), RecentKeys(ttl=DOUBLE_CLICK_SECONDS), ctx.deliveries))
     app.middleware(admins_only(ctx))
 
 
@@ -96,17 +98,29 @@ def click_key(body: dict) -> str | None:
     return f"click:{(body.get('user') or {}).get('id')}:{where}:{action.get('action_id')}:{chosen}"
 
 
-def drop_redeliveries(seen: RecentKeys, clicks: RecentKeys):
+def drop_redeliveries(seen: RecentKeys, clicks: RecentKeys, guard: DeliveryGuard | None = None):
+    """Drop a request whose delivery key was seen in the last ten minutes, or whose click was in the
+    last two seconds. This process's own memory answers a repeat it saw itself without a query; the
+    database (`guard`, shared by every bot process on PostgreSQL) decides the rest."""
+
     async def drop(body: dict, next: Callable) -> BoltResponse | None:
-        key, click = delivery_key(body), click_key(body)
-        if (key is not None and not seen.first_time(key)) or (
-            click is not None and not clicks.first_time(click)
-        ):
-            log.info("dropped a repeated request (%s)", click or key)
-            return BoltResponse(status=200, body="")
+        ttls: dict[str, float] = {}
+        for key, recent in ((delivery_key(body), seen), (click_key(body), clicks)):
+            if key is None:
+                continue
+            if not recent.first_time(key):
+                return _dropped(key)
+            ttls[key] = recent.ttl
+        if ttls and guard is not None and not await guard.first_time(ttls):
+            return _dropped(", ".join(ttls))
         return await next()
 
     return drop
+
+
+def _dropped(keys: str) -> BoltResponse:
+    log.info("dropped a repeated request (%s)", keys)
+    return BoltResponse(status=200, body="")
 
 
 def admins_only(ctx: SlackContext):

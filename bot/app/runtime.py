@@ -6,9 +6,11 @@ itself non-dumpable, and warns where scripts could reach its secrets or could no
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -18,6 +20,7 @@ from bot.deploy.scheduler import Scheduler
 from bot.deploy.service import DeployService
 from handlers.rest import register_routes
 from storage.db import Database
+from storage.deliveries import forget_periodically
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +31,22 @@ class Runtime:
     db: Database
     service: DeployService
     scheduler: Scheduler
+    # Slack deliveries older than ten minutes, deleted by every process (storage/deliveries.py)
+    _forgetting: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         """Migrate an empty database, end what a dead bot left running, start the jobs.
         Subscribe observers (the Slack notifier) before this, so they see those deploys end."""
         await self.service.start()
         self.scheduler.start()
+        self._forgetting = asyncio.ensure_future(forget_periodically(self.db))
 
     async def close(self) -> None:
         self.scheduler.shutdown()
+        if self._forgetting is not None:
+            self._forgetting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._forgetting
         await self.service.close()
         await self.db.dispose()
 

@@ -6,6 +6,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import storage.deliveries  # noqa: F401  (its table is in Base.metadata only once it is imported)
 from storage.models import Base
 
 target_metadata = Base.metadata
