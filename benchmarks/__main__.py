@@ -11,7 +11,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
-from benchmarks import capture, history, slackload
+from benchmarks import capture, channelload, history, slackload
 from benchmarks.context import Bench
 from benchmarks.machine import machine_facts
 from benchmarks.report import ORDER, Result, format_value, load_previous, merge, update_readme, write
@@ -30,6 +30,11 @@ FIGURES: dict[str, tuple[str, str, Figure]] = {
     "P7": ("history page 500 on 1,000,000 rows", "p50 ≤ 10 ms", history.p7_history_page),
     "P8": ("retention on 1,000,000 rows, P1 p99 meanwhile", "p99 ≤ 100 ms", history.p8_retention),
     "P9": ("trigger → first line stored", "p50 ≤ 200 ms", capture.p9_first_line),
+    "P14": (
+        "30 deploys at once into one channel, Slack's rate limits enforced",
+        "none slower or failed, card final ≤ 10 s after its deploy, 429s < 5 %",
+        channelload.p14_busy_channel,
+    ),
 }
 
 

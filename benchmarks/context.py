@@ -76,15 +76,17 @@ class Bench:
         bot: Mapping[str, Any] | None = None,
         retention: Mapping[str, Any] | None = None,
         extra_env: dict | None = None,
+        slack: LocalSlack | None = None,
     ) -> AsyncIterator[BotProcess]:
-        """A fresh `deploybot serve` on its own new database (unless one is given)."""
+        """A fresh `deploybot serve` on its own new database (unless one is given), talking to
+        the run's local Slack (or to `slack`, e.g. one that enforces rate limits)."""
         self._bots += 1
         name = f"bot{self._bots}-{db}"
         url = database_url or await self.database(db, name)
         config = self.workspace.write_config(name, url, environments, bot=bot, retention=retention)
         profile = self.workspace.path(f"{name}.pyspy.txt") if self.profile else None
         process = BotProcess(
-            config, self.slack.api_url, self.workspace.path(f"{name}.log"), extra_env, profile
+            config, (slack or self.slack).api_url, self.workspace.path(f"{name}.log"), extra_env, profile
         )
         try:
             await process.start()

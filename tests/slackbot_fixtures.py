@@ -13,6 +13,7 @@ The database comes from the conftest fixtures, so every test runs on SQLite and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,7 +22,9 @@ import pytest
 
 from bot.app.server import Server, start_server
 from bot.console.driver import HttpReply, SlackDriver
+from bot.console.ratelimits import SLACK_LIMITS
 from bot.slack.notifier import Timing
+from bot.slack.outbox import SLACK_PACING, UNPACED
 from storage.models import Deploy
 from tests.conftest import ADMIN, GUEST
 from tests.fakeslack import FakeSlack
@@ -31,9 +34,15 @@ BOT_TOKEN = "xoxb-0000-test-deploybot"
 APP_TOKEN = "xapp-1-A0DEPLOYB-0000-test"
 CHANNEL = "C0DEPLOY1"
 # The notifier's own coalescing, at half the production interval (1 s) so the suite stays quick,
-# and a short back-off cap so the end of an outage in a test is noticed soon.
+# and a short back-off cap so the end of an outage in a test is noticed soon. The fake Slack has
+# no rate limits unless a test asks (`start_bot(rate_limits=True)`), so neither has the bot.
 TEST_TIMING = Timing(
-    update_interval=0.5, tick_seconds=10.0, retry_initial=0.3, retry_cap=1.0, home_interval=0.5
+    update_interval=0.5,
+    tick_seconds=10.0,
+    retry_initial=0.3,
+    retry_cap=1.0,
+    home_interval=0.5,
+    pacing=UNPACED,
 )
 WAIT = 30.0
 
@@ -180,7 +189,8 @@ StartBot = Callable[..., Awaitable[Bot]]
 @pytest.fixture
 async def start_bot(make_config) -> AsyncIterator[StartBot]:
     """Start a bot: `await start_bot(environments=..., bot=..., step_sleep="0.2", socket_mode=False,
-    fake=FakeSlack subclass instance)`."""
+    fake=FakeSlack subclass instance, rate_limits=True)`. `rate_limits`: the fake answers 429
+    where Slack would (a new FakeSlack with SLACK_LIMITS) and the bot paces itself as in production."""
     running: list[tuple[Bot, FakeSlack]] = []
 
     async def start(
@@ -191,14 +201,16 @@ async def start_bot(make_config) -> AsyncIterator[StartBot]:
         socket_mode: bool = False,
         secret: str | None = SECRET,
         fake: FakeSlack | None = None,
+        rate_limits: bool = False,
     ) -> Bot:
-        fake = await (fake or FakeSlack()).start()
+        fake = await (fake or FakeSlack(rate_limits=SLACK_LIMITS if rate_limits else None)).start()
+        timing = dataclasses.replace(TEST_TIMING, pacing=SLACK_PACING) if rate_limits else TEST_TIMING
         environ = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": fake.api_url}
         environ.update({"SLACK_APP_TOKEN": APP_TOKEN} if socket_mode else {"SLACK_SIGNING_SECRET": SECRET})
         config = make_config(environments=environments, bot=bot, environ=environ)
         base_env = {**os.environ, "STEP_SLEEP": step_sleep}
         try:
-            server = await start_server(config, "127.0.0.1", 0, base_env=base_env, timing=TEST_TIMING)
+            server = await start_server(config, "127.0.0.1", 0, base_env=base_env, timing=timing)
         except BaseException:
             await fake.close()
             raise

@@ -18,6 +18,7 @@ from bot.slack.client import close_client
 from bot.slack.notifier import SlackNotifier, Timing
 from bot.slack.permissions import Admins
 from handlers.context import SlackContext
+from storage.deliveries import DeliveryGuard
 
 SLACK_PATH = "/slack/events"
 
@@ -43,8 +44,11 @@ class SlackBot:
             await asyncio.wait(list(self.context.tasks), timeout=timeout)
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Write what is still owed to Slack (final cards), then stop the notifier."""
+        """Write what is still owed to Slack (final cards), then stop the notifier, and give back
+        the connection the deliveries guard keeps."""
         await self.notifier.close(timeout)
+        if self.context.deliveries is not None:
+            await self.context.deliveries.close(timeout)
         await close_client(self.app.client)
 
 
@@ -69,6 +73,6 @@ def create_slack_bot(
     admins = Admins(config, client)
     notifier = SlackNotifier(config, service, client, admins, timing=timing)
     service.events.subscribe(notifier.observe)
-    context = SlackContext(config, service, admins, notifier)
+    context = SlackContext(config, service, admins, notifier, deliveries=DeliveryGuard(service.db))
     handlers.register(app, context)
     return SlackBot(app, notifier, admins, context)

@@ -6,7 +6,8 @@ slack_sdk's AsyncWebClient talks to it unchanged through `base_url=local.api_url
 shapes Slack sends (ts values, message objects, full view objects, `ok: false` errors with HTTP 200,
 `Retry-After` on 429). Every request is kept in `calls` as an ApiCall, and its effect in the state
 of state.py, so a test or the console can read the workspace the way a user would see it. What each
-Web API method does is webapi.py; this module reads requests, checks them, and records them.
+Web API method does is webapi.py; this module reads requests, checks them, and records them. With
+`rate_limits` (ratelimits.py's SLACK_LIMITS) it also answers 429 where Slack would.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.console import webapi
+from bot.console.ratelimits import RateLimit, RateLimiter
 from bot.console.state import ResponseTarget, SlackError, UploadedFile, WorkspaceState, flag
 from bot.console.team import APP_ID, TEAM_ID, new_id
 
@@ -88,13 +90,22 @@ class LocalSlack(WorkspaceState):
 
     `async with LocalSlack() as local:` then point a client at `local.api_url`. Besides the state
     (WorkspaceState): `calls` (every ApiCall in order), `socket_acks`, `socket_connections`.
+    `rate_limits=SLACK_LIMITS` (ratelimits.py) answers 429 where Slack would; off by default.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, on_call: CallHook | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_call: CallHook | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
+    ) -> None:
         super().__init__()
         self.host = host
         self.port = port
         self.on_call = on_call
+        self.limiter = RateLimiter(rate_limits) if rate_limits else None
         self.calls: list[ApiCall] = []
         self.socket_acks: list[dict[str, Any]] = []
         self.socket_connections = 0  # connections ever accepted
@@ -204,8 +215,18 @@ class LocalSlack(WorkspaceState):
             params, token = await _read_params(request)
         except SlackError as exc:
             return await self._record(method, {}, Answer(200, exc.body()))
-        answer = self.intercept(method, params) or self._run_method(method, params, token)
+        answer = (
+            self.intercept(method, params)
+            or self._rate_limited(method, params)
+            or self._run_method(method, params, token)
+        )
         return await self._record(method, params, answer)
+
+    def _rate_limited(self, method: str, params: dict[str, Any]) -> Answer | None:
+        wait = self.limiter.retry_after(method, params) if self.limiter else None
+        if wait is None:
+            return None
+        return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)})
 
     def _run_method(self, method: str, params: dict[str, Any], token: str | None) -> Answer:
         run = self._methods.get(method)

@@ -1,5 +1,6 @@
 """The Web API client every Slack call goes through: retries for 429 (after Retry-After), any 5xx
-and connection errors, on one pooled HTTP session."""
+and connection errors, on one pooled HTTP session. The notifier's calls use a twin without the 429
+retries (`without_rate_limit_retries`): its outbox paces them and owns their 429s."""
 
 from __future__ import annotations
 
@@ -67,6 +68,24 @@ def create_client(config: Config, *, base_url: str | None = None) -> AsyncWebCli
         timeout=WEB_API_TIMEOUT,
         retry_handlers=retry_handlers(),
         session=aiohttp.ClientSession(),
+    )
+
+
+def without_rate_limit_retries(client: AsyncWebClient) -> AsyncWebClient:
+    """The same client (token, URL, timeout, pooled session) that leaves 429s to its caller: a
+    caller that paces itself (bot/slack/outbox.py) pauses a whole budget on one 429, where the
+    retry handler would send every request back into the limit on its own."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        logger=client.logger,
+        retry_handlers=[
+            handler
+            for handler in client.retry_handlers
+            if not isinstance(handler, AsyncRateLimitErrorRetryHandler)
+        ],
     )
 
 

@@ -5,12 +5,15 @@ state and wakes the deploy's own worker; the worker does the Web API calls. Per 
 
 - posts the card once (in the channel the deploy was asked from, or `notify_channel` for REST
   deploys) and remembers it with `service.attach_message`;
-- posts one thread reply per step, in order;
+- posts one thread reply per step, in order (one reply for several steps when the channel is busy);
 - edits the card at most once a second, always with the newest state (a running card is also
   refreshed every few seconds so its elapsed time moves);
-- at the end posts the final reply and, unless the deploy succeeded, uploads the whole log.
+- at the end shows the final state on the card, then posts the final reply and, unless the deploy
+  succeeded, uploads the whole log.
 
-Slack failing never reaches the service. The client retries 429s (honouring Retry-After), 5xx and
+What to do next is feed.py's `plan`; every call waits for its budget in the outbox shared by all
+workers (outbox.py), which keeps the bot under Slack's rate limits, serves finals first and pauses
+a budget for everyone on a 429. Slack failing never reaches the service: the client retries 5xx and
 connection errors; if Slack is still down the worker waits, backing off, and then writes the newest
 state: the card always ends in the deploy's final state once Slack answers again.
 """
@@ -20,122 +23,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
-from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Config, Environment
-from bot.deploy.events import DeployEvent, DeployFinished, StepChanged
-from bot.deploy.progress import Step
+from bot.config import Config
+from bot.deploy.events import DeployEvent, DeployFinished, DeployLost, StepChanged
 from bot.i18n import t
-from bot.slack.blocks import card, home, thread
+from bot.slack.apphome import AppHome
+from bot.slack.blocks import card, thread
 from bot.slack.blocks.messages import Message
+from bot.slack.client import without_rate_limit_retries
+from bot.slack.feed import CardFailed, CardOutcome, CardPosted, Feed, Timing, log_wanted, plan
+from bot.slack.outbox import Budget, Outbox, RateLimited, SlackUnavailable, Want, is_transient, slack_error
 from bot.slack.permissions import Admins
 from storage.models import Deploy, Status, utcnow
 
 if TYPE_CHECKING:
     from bot.deploy.service import DeployService
 
+__all__ = ["CardFailed", "CardOutcome", "CardPosted", "SlackNotifier", "Timing"]
+
 log = logging.getLogger(__name__)
 
-# Slack errors that say "try later" rather than "this will never work".
-RETRYABLE_ERRORS = frozenset(
-    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-)
 MAX_LOG_UPLOAD = 50 * 1024 * 1024
 MAX_UNKNOWN_FAILURES = 5
-HOME_RECENT = 10
-
-
-@dataclass(frozen=True)
-class CardPosted:
-    channel: str
-    ts: str
-
-
-@dataclass(frozen=True)
-class CardFailed:
-    channel: str
-    error: str
-
-
-CardOutcome = CardPosted | CardFailed
-
-
-@dataclass(frozen=True)
-class Timing:
-    update_interval: float = 1.0  # at most one chat.update per second per message
-    tick_seconds: float = 10.0  # refresh a running card this often even without news (elapsed time)
-    retry_initial: float = 1.0
-    retry_cap: float = 30.0
-    home_interval: float = 2.0  # App Home republished at most this often
-
-
-class SlackUnavailable(Exception):
-    """Slack did not answer usefully; the same work is tried again later."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, SlackApiError):
-        response = exc.response
-        status = getattr(response, "status_code", None) or getattr(response, "status", None) or 200
-        error = response.get("error") if hasattr(response, "get") else None
-        return status == 429 or status >= 500 or error in RETRYABLE_ERRORS
-    return isinstance(exc, SlackRequestError | aiohttp.ClientError | TimeoutError | ConnectionError)
-
-
-def slack_error(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError) and hasattr(exc.response, "get"):
-        return str(exc.response.get("error") or "")
-    return type(exc).__name__
-
-
-class _Feed:
-    """What the notifier knows about one deploy and what it has already told Slack."""
-
-    def __init__(self, deploy: Deploy, channel: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.deploy = deploy
-        self.channel = channel
-        self.ts: str | None = deploy.slack_ts if deploy.slack_channel == channel else None
-        self.steps: deque[Step] = deque()
-        self.final: DeployFinished | None = None
-        self.final_sent = False
-        self.log_sent = False
-        self.version = 0
-        self.sent_version = -1
-        self.last_update = float("-inf")  # the last chat.update (rate limit)
-        self.last_write = float("-inf")  # the last post or update (elapsed-time refresh)
-        self.wake = asyncio.Event()
-        self.card: asyncio.Future[CardOutcome | None] = loop.create_future()
-        self.estimate: float | None = None
-        self.estimate_loaded = False
-        self.rollback_target: Deploy | None = None
-        self.rollback_loaded = False
-        self.dead = False  # the channel refused the card: nothing more to say there
-        if self.ts:
-            self._settle(CardPosted(channel, self.ts))
-
-    def _settle(self, outcome: CardOutcome | None) -> None:
-        if not self.card.done():
-            self.card.set_result(outcome)
-
-    @property
-    def finished(self) -> bool:
-        if self.dead:
-            return True
-        return (
-            self.final is not None
-            and self.final_sent
-            and self.log_sent
-            and self.sent_version == self.version
-            and not self.steps
-        )
 
 
 class SlackNotifier:
@@ -150,21 +64,25 @@ class SlackNotifier:
     ) -> None:
         self.config = config
         self.service = service
-        self.client = client
+        self.client = client  # listener answers (App Home on opening): few, and waited for
+        self.paced = without_rate_limit_retries(client)  # everything that goes through the outbox
         self.admins = admins
         self.locale = config.locale
         self.timing = timing or Timing()
-        self._feeds: dict[int, _Feed] = {}
+        self.outbox = Outbox(self.timing.pacing)
+        self._feeds: dict[int, Feed] = {}
         self._workers: set[asyncio.Task] = set()
-        self._home_viewers: set[str] = set()
-        self._home_dirty: asyncio.Event | None = None
-        self._home_task: asyncio.Task | None = None
-        self._closing = False
+        self.home = AppHome(config, service, client, self.paced, admins, self.outbox, self.timing)
 
     # --- the observer (called inline by the service: must return at once) -------------------
 
     def observe(self, event: DeployEvent) -> None:
         deploy = event.deploy
+        if isinstance(event, DeployLost):  # the reaper tells Slack: our stale card would overwrite its
+            if (feed := self._feeds.get(deploy.id)) and feed.final is None:  # unless we reaped it
+                feed.dead = True  # its worker stops before its next call
+                feed.wake.set()
+            return
         feed = self._feeds.get(deploy.id) or self._open_feed(deploy)
         if feed is not None:
             feed.deploy = deploy
@@ -173,16 +91,17 @@ class SlackNotifier:
                 feed.steps.append(event.step)
             if isinstance(event, DeployFinished):
                 feed.final = event
+                feed.final_version = feed.version
             feed.wake.set()
-        self._home_changed()
+        self.home.changed()
 
-    def _open_feed(self, deploy: Deploy) -> _Feed | None:
+    def _open_feed(self, deploy: Deploy) -> Feed | None:
         """A feed and its worker for a deploy that has a channel to be shown in, else None."""
         channel = self._channel_for(deploy)
         if channel is None:
             return None
         loop = asyncio.get_running_loop()
-        feed = _Feed(deploy, channel, loop)
+        feed = Feed(deploy, channel, loop)
         self._feeds[deploy.id] = feed
         task = loop.create_task(self._work(feed), name=f"slack-deploy-{deploy.id}")
         self._workers.add(task)
@@ -231,24 +150,36 @@ class SlackNotifier:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Give the workers a moment to write final states, then stop them."""
-        self._closing = True
+        await self.home.close()
         if self._workers:
             await asyncio.wait(list(self._workers), timeout=timeout)
-        tasks = [*self._workers, *([self._home_task] if self._home_task else [])]
+        tasks = list(self._workers)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.outbox.close()
 
     # --- one deploy ---------------------------------------------------------------------------
 
-    async def _work(self, feed: _Feed) -> None:
+    async def _work(self, feed: Feed) -> None:
         backoff = self.timing.retry_initial
         unknown_failures = 0
         try:
             while True:
                 feed.wake.clear()
+                if feed.finished:
+                    return
                 try:
-                    await self._sync(feed)
+                    await self._load_context(feed)
+                    wants, due = plan(feed, self.outbox, self.timing, self.outbox.clock())
+                    if not wants:
+                        await self._sleep(feed, due)
+                        continue
+                    want = await self.outbox.acquire(wants, wake=feed.wake, until=due)
+                    if want is not None:
+                        await self._perform(feed, want)
+                except RateLimited:
+                    continue  # the budget is paused for everyone: asking again waits it out
                 except SlackUnavailable as exc:
                     log.info(
                         "deploy #%s: Slack unavailable (%s); retrying in %.1fs", feed.deploy.id, exc, backoff
@@ -265,53 +196,31 @@ class SlackNotifier:
                     continue
                 backoff = self.timing.retry_initial
                 unknown_failures = 0
-                if feed.finished:
-                    return
-                await self._wait(feed)
         finally:
-            feed._settle(None)
+            feed.settle(None)
             if self._feeds.get(feed.deploy.id) is feed:
                 del self._feeds[feed.deploy.id]
 
-    async def _wait(self, feed: _Feed) -> None:
-        now = time.monotonic()
-        if feed.sent_version < feed.version:
-            timeout = feed.last_update + self.timing.update_interval - now
-        elif feed.deploy.state.is_active:
-            timeout = feed.last_write + self.timing.tick_seconds - now
-        else:
-            timeout = None
+    async def _sleep(self, feed: Feed, due: float | None) -> None:
+        timeout = None if due is None else due - self.outbox.clock()
         if timeout is not None and timeout <= 0:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(feed.wake.wait(), timeout)
 
-    async def _sync(self, feed: _Feed) -> None:
-        """Bring Slack up to date with the feed, as far as the update interval allows."""
-        await self._load_context(feed)
-        if feed.ts is None:
-            await self._post_card(feed)
-            if feed.dead:
-                return
-        while feed.steps:
-            step = feed.steps[0]
-            await self._thread_reply(feed, thread.step_reply(feed.deploy, step, self.locale))
-            feed.steps.popleft()
-        if feed.final is not None and not feed.final_sent:
-            # The card shows the end before the reply that notifies the deployer announces it.
-            await self._update_card(feed, wait=True)
-            context = self._context(feed)
-            message = thread.final_reply(feed.deploy, context, feed.final.tail, self.locale)
-            failed = feed.deploy.state is not Status.SUCCESS
-            await self._thread_reply(feed, message, broadcast=failed)
-            feed.final_sent = True
-        if feed.final is not None and not feed.log_sent:
-            if feed.deploy.state is not Status.SUCCESS:
-                await self._upload_log(feed)
-            feed.log_sent = True
-        await self._update_card(feed)
+    async def _perform(self, feed: Feed, want: Want) -> None:
+        """Do what `want` was granted for, from the feed's newest state."""
+        action = {
+            "card": self._post_card,
+            "update": self._update_card,
+            "steps": self._post_steps,
+            "final": self._post_final,
+            "log": self._upload_log,
+        }[want.kind]
+        await action(feed, want)
+        feed.since.pop(want.kind, None)
 
-    async def _load_context(self, feed: _Feed) -> None:
+    async def _load_context(self, feed: Feed) -> None:
         deploy = feed.deploy
         if not feed.estimate_loaded and not deploy.step_total:
             feed.estimate = await self.service.estimate(deploy.environment)
@@ -320,7 +229,7 @@ class SlackNotifier:
             feed.rollback_target = await self.service.rollback_target_for(deploy)
             feed.rollback_loaded = True
 
-    def _context(self, feed: _Feed) -> card.CardContext:
+    def _context(self, feed: Feed) -> card.CardContext:
         return card.CardContext(
             env=self.config.environments.get(feed.deploy.environment),
             now=utcnow(),
@@ -328,82 +237,102 @@ class SlackNotifier:
             rollback_target=feed.rollback_target,
         )
 
-    async def _post_card(self, feed: _Feed) -> None:
+    async def _post_card(self, feed: Feed, want: Want) -> None:
         version = feed.version
         message = card.deploy_card(feed.deploy, self._context(feed), self.locale)
         try:
-            response = await self.client.chat_postMessage(
-                channel=feed.channel, unfurl_links=False, unfurl_media=False, **message.as_kwargs()
+            response = await self.outbox.send(
+                want.budget,
+                lambda: self.paced.chat_postMessage(
+                    channel=feed.channel, unfurl_links=False, unfurl_media=False, **message.as_kwargs()
+                ),
             )
+        except RateLimited:
+            raise
         except Exception as exc:
             if is_transient(exc):
                 raise SlackUnavailable(slack_error(exc)) from exc
             error = slack_error(exc)
             log.warning("deploy #%s: cannot post its card in %s: %s", feed.deploy.id, feed.channel, error)
             feed.dead = True
-            feed._settle(CardFailed(feed.channel, error))
+            feed.settle(CardFailed(feed.channel, error))
             return
         feed.channel = response.get("channel") or feed.channel
         feed.ts = response["ts"]
         feed.sent_version = version
         # The once-a-second limit is on chat.update; posting is not an update, so the first
         # update may follow at once (a quick deploy shows its outcome without waiting).
-        feed.last_write = time.monotonic()
-        feed._settle(CardPosted(feed.channel, feed.ts))
+        feed.last_write = self.outbox.clock()
+        feed.settle(CardPosted(feed.channel, feed.ts))
         try:
             await self.service.attach_message(feed.deploy.id, feed.channel, feed.ts)
         except Exception:  # the card works without it; only another process could not find it
             log.exception("deploy #%s: could not remember its card", feed.deploy.id)
 
-    async def _update_card(self, feed: _Feed, *, wait: bool = False) -> None:
-        """Update the card if it is behind (or its elapsed time is due), at most once per update
-        interval; with `wait`, wait for the interval instead of leaving it for later."""
-        now = time.monotonic()
-        stale = feed.sent_version < feed.version
-        ticking = feed.deploy.state.is_active and now - feed.last_write >= self.timing.tick_seconds
-        if not (stale or ticking):
-            return
-        early = feed.last_update + self.timing.update_interval - now
-        if early > 0:
-            if not wait:
-                return
-            await asyncio.sleep(early)
+    async def _update_card(self, feed: Feed, want: Want) -> None:
         version = feed.version
         message = card.deploy_card(feed.deploy, self._context(feed), self.locale)
         await self._call(
             feed,
+            want.budget,
             "chat.update",
-            self.client.chat_update(channel=feed.channel, ts=feed.ts, **message.as_kwargs()),
+            lambda: self.paced.chat_update(channel=feed.channel, ts=feed.ts, **message.as_kwargs()),
         )
         feed.sent_version = version
-        feed.last_update = feed.last_write = time.monotonic()
+        feed.last_update = feed.last_write = self.outbox.clock()
 
-    async def _thread_reply(self, feed: _Feed, message: Message, *, broadcast: bool = False) -> None:
-        kwargs = {"reply_broadcast": True} if broadcast else {}
+    async def _post_steps(self, feed: Feed, want: Want) -> None:
+        """The first waiting step; all of them in one reply when the channel could not take
+        another post right now (Slack would only make them wait longer)."""
+        steps = list(feed.steps)
+        if len(steps) > 1 and self.outbox.ready(want.budget, want.priority):
+            steps = steps[:1]
+        await self._thread_reply(feed, want.budget, thread.steps_reply(feed.deploy, steps, self.locale))
+        for _ in steps:
+            feed.steps.popleft()
+
+    async def _post_final(self, feed: Feed, want: Want) -> None:
+        assert feed.final is not None
+        steps = list(feed.steps)  # those the channel had no room for go in the final reply
+        context = self._context(feed)
+        message = thread.final_reply(feed.deploy, context, feed.final.tail, self.locale, steps=steps)
+        failed = feed.deploy.state is not Status.SUCCESS
+        await self._thread_reply(feed, want.budget, message, broadcast=failed)
+        for _ in steps:
+            feed.steps.popleft()
+        feed.final_sent = True
+        feed.log_sent = not log_wanted(feed.deploy)
+
+    async def _thread_reply(
+        self, feed: Feed, budget: Budget, message: Message, *, broadcast: bool = False
+    ) -> None:
+        kwargs: dict[str, Any] = {"reply_broadcast": True} if broadcast else {}
         await self._call(
             feed,
+            budget,
             "chat.postMessage",
-            self.client.chat_postMessage(
+            lambda: self.paced.chat_postMessage(
                 channel=feed.channel, thread_ts=feed.ts, unfurl_links=False, **kwargs, **message.as_kwargs()
             ),
         )
 
-    async def _upload_log(self, feed: _Feed) -> None:
+    async def _upload_log(self, feed: Feed, want: Want) -> None:
         deploy = feed.deploy
         data = await self._whole_log(deploy.id)
-        if not data:
-            return
-        await self._call(
-            feed,
-            "files_upload_v2",
-            self.client.files_upload_v2(
-                channel=feed.channel,
-                thread_ts=feed.ts,
-                filename=f"deploy-{deploy.id}.log",
-                title=t(self.locale, "cmd.log_file_title", deploy_id=deploy.id),
-                content=data,
-            ),
-        )
+        if data:
+            await self._call(
+                feed,
+                want.budget,
+                "files_upload_v2",
+                lambda: self.paced.files_upload_v2(
+                    channel=feed.channel,
+                    thread_ts=feed.ts,
+                    filename=f"deploy-{deploy.id}.log",
+                    title=t(self.locale, "cmd.log_file_title", deploy_id=deploy.id),
+                    content=data,
+                ),
+            )
+        feed.log_sent = True
 
     async def _whole_log(self, deploy_id: int) -> bytes:
         """The log as stored; past MAX_LOG_UPLOAD only its end (Slack takes big files, memory is
@@ -417,68 +346,23 @@ class SlackNotifier:
                 size -= len(parts.popleft())
         return b"".join(parts)[-MAX_LOG_UPLOAD:]
 
-    async def _call(self, feed: _Feed, method: str, call: Awaitable) -> None:
-        """Await one Web API call: transient failures are retried later, others are logged and
-        the message dropped (retrying a message Slack rejects would never end)."""
+    async def _call(self, feed: Feed, budget: Budget, method: str, call: Callable[[], Awaitable]) -> None:
+        """One granted Web API call: a 429 pauses its budget (RateLimited), other transient
+        failures are retried later, others are logged and the message dropped (retrying a message
+        Slack rejects would never end)."""
         try:
-            await call
+            await self.outbox.send(budget, call)
+        except RateLimited:
+            raise
         except Exception as exc:
             if is_transient(exc):
                 raise SlackUnavailable(f"{method}: {slack_error(exc)}") from exc
             log.warning("deploy #%s: %s failed: %s", feed.deploy.id, method, slack_error(exc))
 
-    # --- App Home -----------------------------------------------------------------------------
+    # --- App Home (apphome.py) ---------------------------------------------------------------
 
     def remember_home_viewer(self, user_id: str) -> None:
-        self._home_viewers.add(user_id)
+        self.home.remember_viewer(user_id)
 
     async def publish_home(self, user_id: str) -> None:
-        await self.client.views_publish(user_id=user_id, view=await self.home_view())
-
-    async def home_view(self) -> dict:
-        envs = []
-        for env in self.config.environments.values():
-            envs.append(await self._env_home(env))
-        recent = (await self.service.history(page_size=HOME_RECENT)).items
-        return home.home_view(envs, recent, self.locale, now=utcnow())
-
-    async def _env_home(self, env: Environment) -> home.EnvHome:
-        running = await self.service.active(env.name)
-        estimate = await self.service.estimate(env.name) if running else None
-        return home.EnvHome(
-            env=env, live=await self.service.last_success(env.name), running=running, estimate=estimate
-        )
-
-    def _home_changed(self) -> None:
-        if not self._home_viewers or self._closing:
-            return
-        if self._home_dirty is None:
-            self._home_dirty = asyncio.Event()
-        self._home_dirty.set()
-        if self._home_task is None or self._home_task.done():
-            self._home_task = asyncio.get_running_loop().create_task(self._home_loop(), name="slack-home")
-
-    async def _home_loop(self) -> None:
-        assert self._home_dirty is not None
-        backoff = self.timing.retry_initial
-        while True:
-            await self._home_dirty.wait()
-            self._home_dirty.clear()
-            try:
-                view = await self.home_view()
-                for user_id in list(self._home_viewers):
-                    # someone dropped from the admins (or their group) sees no more deploys
-                    if not await self.admins.is_admin(user_id):
-                        self._home_viewers.discard(user_id)
-                        continue
-                    await self.client.views_publish(user_id=user_id, view=view)
-            except Exception as exc:
-                if not is_transient(exc):
-                    log.warning("App Home publish failed: %s", slack_error(exc))
-                else:
-                    self._home_dirty.set()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.timing.retry_cap)
-                    continue
-            backoff = self.timing.retry_initial
-            await asyncio.sleep(self.timing.home_interval)
+        await self.home.publish(user_id)

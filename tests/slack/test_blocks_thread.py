@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.deploy.progress import Step
 from bot.i18n import t
-from bot.slack.blocks.thread import final_reply, step_reply
+from bot.slack.blocks.thread import final_reply, step_reply, steps_reply
 from tests.slack.blocks_fixtures import (
     GUEST,
     all_texts,
@@ -90,3 +90,42 @@ def test_final_reply_on_cancel_names_who(cfg) -> None:
     reply = check(final_reply(row, ctx(cfg), ["step 3", "Terminated"], "zh"))
     assert f"已被 <@{GUEST}> 取消" in text_of(reply, "final_summary")
     assert code_bodies(text_of(reply, "final_tail")) == ["step 3\nTerminated"]
+
+
+def test_steps_reply_lists_steps_that_waited_together_with_the_newest_ones_lines() -> None:
+    steps = [
+        Step(3, 7, "上传", ("step 2 said this",)),
+        Step(4, 7, "解压 <*>", ("step 3 said this",)),
+        Step(5, 7, "", ("uploaded 12 MB", "unpacked & ready")),
+    ]
+    reply = check(steps_reply(running(), steps, "zh"))
+    assert text_of(reply, "step_title") == "*[3/7]* 上传\n*[4/7]* 解压 &lt;*&gt;\n*[5/7]* 步骤 5"
+    assert reply.text == "[3/7] 上传 · [4/7] 解压 &lt;*&gt; · [5/7] 步骤 5"
+    assert code_bodies(text_of(reply, "step_log")) == ["uploaded 12 MB\nunpacked &amp; ready"]
+
+
+def test_steps_reply_of_one_step_is_the_step_reply() -> None:
+    step = Step(2, 7, "打包", ("npm run build",))
+    assert steps_reply(running(), [step], "zh") == step_reply(running(), step, "zh")
+
+
+def test_steps_reply_of_a_thousand_steps_keeps_the_first_and_the_newest_in_limits() -> None:
+    steps = [Step(n, 1000, "x" * 500, ("l" * 10_000,) * 100) for n in range(1, 1001)]
+    reply = check(steps_reply(running(), steps, "en"))
+    lines = text_of(reply, "step_title").split("\n")
+    assert lines[0].startswith("*[1/1000]*") and lines[1] == "…"
+    assert [line.split()[0] for line in lines[2:]] == [
+        f"*[{n}/1000]*" for n in range(1001 - len(lines[2:]), 1001)
+    ]
+    assert len(text_of(reply, "step_title")) <= 3000 and len(reply.text) <= 4000
+
+
+def test_final_reply_lists_the_steps_that_had_no_reply_of_their_own(cfg) -> None:
+    steps = [Step(6, 7, "restart"), Step(7, 7, "health check")]
+    reply = check(final_reply(deploy(), ctx(cfg, rollback=target()), (), "zh", steps=steps))
+    assert reply.blocks[0]["block_id"] == "final_steps"
+    assert text_of(reply, "final_steps") == "*[6/7]* restart\n*[7/7]* health check"
+    assert text_of(reply, "final_summary").startswith("<@U0ADMIN01> ") and reply.text.startswith(
+        "<@U0ADMIN01> "
+    )
+    assert "final_steps" not in {b.get("block_id") for b in final_reply(deploy(), ctx(cfg), (), "zh").blocks}
