@@ -22,7 +22,8 @@ from bot.config import Config, normalize_url, parse_config
 from bot.deploy.service import DeployService
 from storage.db import Database
 
-pytest_plugins = ["tests.slackbot_fixtures"]  # the `bot` and `start_bot` fixtures
+# `bot` and `start_bot`; `account` and `folder` (a throwaway system user, for the run_as tests)
+pytest_plugins = ["tests.slackbot_fixtures", "tests.throwaway"]
 
 SCRIPTS = Path(__file__).parent / "scripts"
 # What Slack really sends and answers (a copy of the shared payload examples), for the fake and the tests.

@@ -72,3 +72,15 @@ def write_script(folder: Path, name: str, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
     return path
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[Account]:
+    """A throwaway system account for the module's tests (skipped without root)."""
+    yield from throwaway_account()
+
+
+@pytest.fixture
+def folder(account: Account) -> Iterator[Path]:
+    """A folder that account can read, outside pytest's 0700 tmp dir."""
+    yield from shared_dir()

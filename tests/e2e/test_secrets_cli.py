@@ -10,10 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from bot.config import is_bot_secret
-from tests.throwaway import shared_dir, throwaway_account, write_script
+from tests.throwaway import write_script
 
 TOKEN = "xoxb-e2e-fake-token-51c0de"
 
@@ -77,16 +75,6 @@ def test_a_secret_file_that_cannot_be_read_stops_start_up(tmp_path):
     result = deploybot(toml, clean_environ(SLACK_BOT_TOKEN_FILE=str(tmp_path / "missing")), "cleanup")
     assert result.returncode == 2
     assert f"config error: SLACK_BOT_TOKEN_FILE: cannot read {tmp_path / 'missing'}" in result.stderr
-
-
-@pytest.fixture(scope="module")
-def account():
-    yield from throwaway_account()
-
-
-@pytest.fixture
-def folder(account):
-    yield from shared_dir()
 
 
 def test_a_deploy_under_run_as_cannot_read_the_bot_process_environ(account, folder):

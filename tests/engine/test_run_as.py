@@ -26,20 +26,10 @@ from bot.deploy.progress import Step
 from bot.deploy.runner import Outcome, RunSpec, ScriptRun, script_environment
 from storage.models import Deploy, Status
 from tests.conftest import ADMIN, SCRIPTS, alive, gone
-from tests.throwaway import Account, shared_dir, throwaway_account, write_script
+from tests.throwaway import Account, write_script
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "xoxb-fake-bot-token-7f3a91c2"
-
-
-@pytest.fixture(scope="module")
-def account():
-    yield from throwaway_account()
-
-
-@pytest.fixture
-def folder(account):
-    yield from shared_dir()
 
 
 def config_for(folder: Path, account: Account, environments: dict, **bot) -> Config:
