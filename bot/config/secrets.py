@@ -61,16 +61,7 @@ def resolve_secret(value: str, environ: Mapping[str, str], *, key: str, base: Pa
     """A secret field of the TOML: `env:NAME` (the variable, or `NAME_FILE`), `file:/path` (relative
     paths from `base`, the config file's folder), or the value itself. `key` names the field."""
     if value.startswith("env:"):
-        name = value[len("env:") :]
-        if not VARIABLE_NAME.match(name):
-            raise ConfigError(f"{key}: '{name}' is not a variable name")
-        try:
-            resolved = read_secret(environ, name)
-        except ConfigError as exc:
-            raise ConfigError(f"{key}: {exc}") from None
-        if not resolved:
-            raise ConfigError(f"{key}: {name} is not set (neither {name} nor {name}_FILE)")
-        return resolved
+        return _required(environ, value[len("env:") :], key)
     if value.startswith("file:"):
         path = Path(value[len("file:") :])
         if base is not None and not path.is_absolute():
@@ -113,15 +104,20 @@ def script_secrets(names: Iterable[str], environ: Mapping[str, str], key: str) -
     `key` is the TOML key they were listed under, for the errors."""
     values: dict[str, str] = {}
     for name in names:
-        if not VARIABLE_NAME.match(name):
-            raise ConfigError(f"{key}: '{name}' is not a variable name")
-        if is_bot_secret(name):
+        if VARIABLE_NAME.match(name) and is_bot_secret(name):
             raise ConfigError(f"{key}: {name} is one of the bot's own secrets; no script may get it")
-        try:
-            value = read_secret(environ, name)
-        except ConfigError as exc:
-            raise ConfigError(f"{key}: {exc}") from None
-        if not value:
-            raise ConfigError(f"{key}: {name} is not set (neither {name} nor {name}_FILE)")
-        values[name] = value
+        values[name] = _required(environ, name, key)
     return values
+
+
+def _required(environ: Mapping[str, str], name: str, key: str) -> str:
+    """The value of variable `name` (or the file `NAME_FILE` names); errors name `key`."""
+    if not VARIABLE_NAME.match(name):
+        raise ConfigError(f"{key}: '{name}' is not a variable name")
+    try:
+        value = read_secret(environ, name)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if not value:
+        raise ConfigError(f"{key}: {name} is not set (neither {name} nor {name}_FILE)")
+    return value
