@@ -7,6 +7,7 @@ by `Database.session()`; repositories never commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -109,6 +110,12 @@ class Database:
             try:
                 yield session
                 await session.commit()
+            except asyncio.CancelledError:
+                # A rollback that fails here (the connection was cut mid-query) must not replace
+                # the cancellation: a retry loop would take its error for an outage and go on.
+                with contextlib.suppress(Exception):
+                    await session.rollback()
+                raise
             except BaseException:
                 await session.rollback()
                 raise
@@ -161,3 +168,11 @@ def _run_upgrade(sync_conn, revision: str) -> None:
 def run_sync(coro):
     """Run a coroutine from synchronous CLI code."""
     return asyncio.run(coro)
+
+
+def cancelling() -> bool:
+    """Whether the running task is being cancelled. A loop that retries on any error asks this, so
+    an error that stands in for a cancellation (raised while cleaning up after it) never keeps it
+    going."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -42,6 +42,7 @@ from bot.deploy.progress import Step
 from bot.deploy.runner import Outcome, RunResult, RunSpec, ScriptRun, script_environment
 from bot.i18n import t
 from storage import repository as repo
+from storage.db import cancelling
 from storage.models import Deploy, Status
 
 if TYPE_CHECKING:
@@ -300,6 +301,8 @@ class DeployExecution:
                 self.lease_lost()
                 raise
             except Exception as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
                 failures += 1
                 if self._give_up_at is not None and loop.time() >= self._give_up_at:
                     raise StorageGaveUp(what) from exc

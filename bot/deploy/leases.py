@@ -24,6 +24,7 @@ from bot.deploy.identity import RunnerId, owner_is_provably_dead
 from bot.deploy.runner import stop_orphan
 from bot.i18n import t
 from storage import repository as repo
+from storage.db import cancelling
 from storage.models import Deploy
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class Leases:
             try:
                 await self.renew()
             except Exception as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
                 # The database is away: the lease outlives a missed renewal (lease_seconds is more
                 # than twice heartbeat_seconds), and the next tick tries again.
                 log.debug("renewing leases failed, retrying: %r", exc)
