@@ -4,9 +4,11 @@ second SIGTERM ends what still runs as interrupted. Real processes, real databas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -23,7 +25,10 @@ TOKEN = "drain-token-0123456789"
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def start_serve(tmp_path: Path, db_url: str, slack: FakeSlack, sleep: str) -> tuple:
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, db_url: str, slack: FakeSlack, sleep: str) -> AsyncIterator[tuple]:
+    """`deploybot serve` as a child process, once it answers /healthz: (process, url, http client).
+    Killed on the way out if a test left it running."""
     config = tmp_path / "deploybot.toml"
     config.write_text(
         f'[bot]\nadmins = ["{ADMIN}"]\ndatabase_url = "{db_url}"\nnotify_channel = "C0DEPLOY1"\n'
@@ -45,18 +50,21 @@ async def start_serve(tmp_path: Path, db_url: str, slack: FakeSlack, sleep: str)
         cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"})
-    for _ in range(300):
-        try:
-            async with http.get(f"{url}/healthz") as response:
-                if response.status == 200:
-                    return proc, url, http
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    proc.kill()
-    await http.close()
-    pytest.fail("deploybot serve did not start")
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{url}/healthz") as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("deploybot serve did not start")
+            yield proc, url, http
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def running_deploy(url: str, http: aiohttp.ClientSession) -> int:
@@ -82,8 +90,7 @@ async def final_row(db_url: str, deploy_id: int):
 
 async def test_sigterm_lets_a_running_deploy_finish_then_exits(tmp_path, db_url):
     async with FakeSlack() as slack:
-        proc, url, http = await start_serve(tmp_path, db_url, slack, sleep="3")
-        try:
+        async with serving(tmp_path, db_url, slack, sleep="3") as (proc, url, http):
             deploy_id = await running_deploy(url, http)
             proc.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.5)
@@ -92,10 +99,6 @@ async def test_sigterm_lets_a_running_deploy_finish_then_exits(tmp_path, db_url)
                 async with http.get(f"{url}/healthz") as response:
                     await response.read()
             assert await asyncio.wait_for(proc.wait(), 30) == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            await http.close()
         deploy = await final_row(db_url, deploy_id)
         assert deploy.state is Status.SUCCESS
         card = slack.card("C0DEPLOY1", deploy.slack_ts)
@@ -104,18 +107,13 @@ async def test_sigterm_lets_a_running_deploy_finish_then_exits(tmp_path, db_url)
 
 async def test_a_second_sigterm_interrupts_the_drain(tmp_path, db_url):
     async with FakeSlack() as slack:
-        proc, url, http = await start_serve(tmp_path, db_url, slack, sleep="300")
-        try:
+        async with serving(tmp_path, db_url, slack, sleep="300") as (proc, url, http):
             deploy_id = await running_deploy(url, http)
             proc.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.5)
             assert proc.returncode is None
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 30) == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            await http.close()
         deploy = await final_row(db_url, deploy_id)
         assert deploy.state is Status.FAILED
         assert deploy.error_message == t("zh", "outcome.interrupted")
