@@ -27,6 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = add_parser("serve", help="run the bot (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--no-runner",
+        action="store_true",
+        help="serve Slack and REST without running deploy scripts (`deploybot worker`s run them)",
+    )
+
+    worker = add_parser("worker", help="claim and run deploys, without serving Slack or REST")
+    worker.add_argument(
+        "--environments", default=None, help="comma-separated environments to run (default: all)"
+    )
 
     console = add_parser("console", help="the whole bot in a terminal, without Slack")
     console.add_argument(
@@ -70,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        config = load_config(args.config, reserved_words=RESERVED_WORDS)
+        config = load_config(args.config, reserved_words=RESERVED_WORDS, runs=_runs(args))
     except ConfigError as exc:
         print(f"deploybot: config error: {exc}", file=sys.stderr)
         return 2
@@ -81,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     except DeployError as exc:
         print(f"deploybot: {exc.message(config.locale)}", file=sys.stderr)
         return 1
+
+
+def _runs(args: argparse.Namespace) -> list[str] | None:
+    """The environments whose scripts this process runs; None: every one."""
+    if args.command == "serve" and args.no_runner:
+        return []
+    if args.command == "worker" and args.environments is not None:
+        return [name for name in args.environments.split(",") if name.strip()] or [args.environments]
+    if args.command == "cleanup":
+        return []
+    return None
 
 
 async def _run(args: argparse.Namespace, config) -> int:
@@ -99,6 +120,10 @@ async def _run(args: argparse.Namespace, config) -> int:
             from bot.app.server import serve
 
             return await serve(config, args.host, args.port)
+        case "worker":
+            from bot.app.worker import work
+
+            return await work(config)
         case "console":
             from bot.console.session import run_console
 

@@ -50,6 +50,13 @@ class EnvironmentBusy(DeployError):
     key = "error.environment_busy"
 
 
+class NoRunner(DeployError):
+    """No live process runs the environment's scripts (DESIGN §12)."""
+
+    code = "no_runner"
+    key = "error.no_runner"
+
+
 class DeployNotFound(DeployError):
     code = "deploy_not_found"
     key = "error.deploy_not_found"

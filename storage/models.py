@@ -239,6 +239,27 @@ class LogChunk(Base):
     __table_args__ = (Index("uq_deploy_log_chunks_deploy_offset", "deploy_id", "offset", unique=True),)
 
 
+class Runner(Base):
+    """A live bot process (`serve`, `worker`, console, CLI) and the environments whose scripts it
+    runs; kept while it runs, renewed with its leases, by the database's clock (storage/runners.py)."""
+
+    __tablename__ = "deploy_runners"
+
+    runner_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    environments: Mapped[str] = mapped_column(Text)  # comma-separated names; empty: runs none
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    @property
+    def environment_names(self) -> tuple[str, ...]:
+        return tuple(name for name in self.environments.split(",") if name)
+
+
 class DeployCount(Base):
     """How many live (not soft-deleted) deploys each (environment, status) has: the totals of
     history pages without counting rows. Kept by database triggers (migration 0004), never by code."""

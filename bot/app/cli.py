@@ -26,7 +26,7 @@ async def db_upgrade(config: Config) -> int:
 
 
 async def cleanup(config: Config) -> int:
-    runtime = await start_runtime(config)
+    runtime = await start_runtime(config, role="cli", claims=False)
     try:
         result = await runtime.service.cleanup()
     finally:
@@ -36,7 +36,7 @@ async def cleanup(config: Config) -> int:
 
 
 async def deploy(config: Config, args: argparse.Namespace) -> int:
-    runtime = await start_runtime(config)
+    runtime = await start_runtime(config, role="cli", claims=False)
     try:
         deploy = await runtime.service.trigger(
             args.environment,
@@ -53,7 +53,7 @@ async def deploy(config: Config, args: argparse.Namespace) -> int:
 
 
 async def rollback(config: Config, args: argparse.Namespace) -> int:
-    runtime = await start_runtime(config)
+    runtime = await start_runtime(config, role="cli", claims=False)
     try:
         deploy = await runtime.service.rollback(
             args.deploy_id, user=args.user, reason=args.reason, source="cli"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from bot.config import Config, may_access
+from bot.config import Config, ConfigError, may_access
 from bot.deploy.environ import mark_non_dumpable
 from bot.deploy.scheduler import Scheduler
 from bot.deploy.service import DeployService
@@ -41,6 +41,26 @@ class Runtime:
         self.scheduler.start()
         self._forgetting = asyncio.ensure_future(forget_periodically(self.db))
 
+    async def drain(self, timeout: float, interrupt: asyncio.Event) -> None:
+        """Wait until this process runs no deploy, `timeout` passes or `interrupt` is set,
+        whichever comes first (call `service.drain()` first, so that nothing new starts)."""
+        service = self.service
+        if not service.running_ids:
+            return
+        log.warning(
+            "draining: waiting up to %.0f s for deploys %s to finish (signal again to interrupt them)",
+            timeout,
+            ", ".join(f"#{i}" for i in service.running_ids),
+        )
+        # shielded: cancelling a wait on gathered deploy tasks would cancel the deploys themselves
+        idle = asyncio.ensure_future(asyncio.shield(service.wait_idle()))
+        stop = asyncio.ensure_future(interrupt.wait())
+        try:
+            await asyncio.wait({idle, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            stop.cancel()
+
     async def close(self) -> None:
         self.scheduler.shutdown()
         if self._forgetting is not None:
@@ -51,6 +71,24 @@ class Runtime:
         await self.db.dispose()
 
 
+def check_several_processes(config: Config, what: str) -> None:
+    """A process that runs no environment's scripts (or only some) needs others beside it, on one
+    PostgreSQL: with SQLite the bot is one process."""
+    if config.runner_environments != frozenset(config.environments) and config.database_url.startswith(
+        "sqlite"
+    ):
+        raise ConfigError(
+            f"{what} shares the work with other processes, which needs PostgreSQL (database_url); "
+            "with SQLite run one `deploybot serve` that runs every environment"
+        )
+
+
+def runs(config: Config) -> str:
+    """What this process runs, for its start-up line."""
+    ran = sorted(config.runner_environments)
+    return f"runs {', '.join(ran)}" if ran else "runs no deploy scripts"
+
+
 def harden(config: Config) -> None:
     """Keep the bot's secrets from its scripts as far as this process can: non-dumpable, so no
     script can read /proc/<bot>/environ or its memory; a warning for each script that runs as the
@@ -58,7 +96,8 @@ def harden(config: Config) -> None:
     account it runs under could not read or run (the operator's to fix, but better said now)."""
     mark_non_dumpable()
     uid = os.geteuid()
-    own = [name for name, env in config.environments.items() if env.account is None or env.account.uid == uid]
+    ran = [config.environments[name] for name in sorted(config.runner_environments)]
+    own = [env.name for env in ran if env.account is None or env.account.uid == uid]
     if own:
         log.warning(
             "the scripts of %s run as the bot's own user (uid %d): they can read its secret files "
@@ -66,25 +105,30 @@ def harden(config: Config) -> None:
             ", ".join(own),
             uid,
         )
-    for name, env in config.environments.items():
+    for env in ran:
         if env.account is None:
             continue
         if not may_access(env.account, env.script, os.R_OK | os.X_OK):
-            log.warning("environment %s: %s cannot read and run %s", name, env.account.user, env.script)
+            log.warning("environment %s: %s cannot read and run %s", env.name, env.account.user, env.script)
         elif not may_access(env.account, env.cwd, os.R_OK | os.X_OK):
-            log.warning("environment %s: %s cannot enter its folder %s", name, env.account.user, env.cwd)
+            log.warning("environment %s: %s cannot enter its folder %s", env.name, env.account.user, env.cwd)
 
 
-def build_runtime(config: Config, *, base_env: dict[str, str] | None = None) -> Runtime:
-    """Database, service and jobs, wired but not started (after `harden`)."""
+def build_runtime(
+    config: Config, *, base_env: dict[str, str] | None = None, role: str = "serve", claims: bool = True
+) -> Runtime:
+    """Database, service and jobs, wired but not started (after `harden`). `role` and `claims`:
+    see DeployService."""
     harden(config)
     db = Database(config.database_url)
-    service = DeployService(config, db, base_env=base_env)
+    service = DeployService(config, db, base_env=base_env, role=role, claims=claims)
     return Runtime(config, db, service, Scheduler(config, service))
 
 
-async def start_runtime(config: Config, *, base_env: dict[str, str] | None = None) -> Runtime:
-    runtime = build_runtime(config, base_env=base_env)
+async def start_runtime(
+    config: Config, *, base_env: dict[str, str] | None = None, role: str = "serve", claims: bool = True
+) -> Runtime:
+    runtime = build_runtime(config, base_env=base_env, role=role, claims=claims)
     await runtime.start()
     return runtime
 

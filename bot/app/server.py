@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-from bot.app.runtime import Runtime, build_runtime, create_web_app
+from bot.app.runtime import Runtime, build_runtime, check_several_processes, create_web_app, runs
 from bot.app.slack_app import SLACK_PATH, SlackBot, create_slack_bot
 from bot.config import Config, ConfigError
 from bot.slack.client import close_client, create_client
@@ -53,25 +53,11 @@ class Server:
         await self.slack.finish_listeners(SHUTDOWN_SECONDS)
 
     async def drain(self, timeout: float, interrupt: asyncio.Event) -> None:
-        """Stop listening, then wait until this process runs no deploy, `timeout` passes or
-        `interrupt` is set, whichever comes first."""
+        """Start no more deploys and stop listening, then wait until this process runs no
+        deploy, `timeout` passes or `interrupt` is set, whichever comes first."""
+        self.runtime.service.drain()
         await self.stop_listening()
-        service = self.runtime.service
-        if not service.running_ids:
-            return
-        log.warning(
-            "draining: waiting up to %.0f s for deploys %s to finish (signal again to interrupt them)",
-            timeout,
-            ", ".join(f"#{i}" for i in service.running_ids),
-        )
-        # shielded: cancelling a wait on gathered deploy tasks would cancel the deploys themselves
-        idle = asyncio.ensure_future(asyncio.shield(service.wait_idle()))
-        stop = asyncio.ensure_future(interrupt.wait())
-        try:
-            await asyncio.wait({idle, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            idle.cancel()
-            stop.cancel()
+        await self.runtime.drain(timeout, interrupt)
 
     async def close(self) -> None:
         await self.stop_listening()
@@ -96,8 +82,10 @@ async def start_server(
     base_env: dict[str, str] | None = None,
     timing: Timing | None = None,
 ) -> Server:
-    """Start everything and return once it listens (port 0 picks a free port: `server.port`)."""
+    """Start everything and return once it listens (port 0 picks a free port: `server.port`).
+    A config that runs no environment (`serve --no-runner`) serves without running scripts."""
     check_secrets(config)
+    check_several_processes(config, "serve --no-runner")
     runtime = build_runtime(config, base_env=base_env)
     runner: web.AppRunner | None = None
     client = None
@@ -143,7 +131,7 @@ async def serve(config: Config, host: str, port: int) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     mode = "Socket Mode" if server.socket else f"HTTP mode, Slack at {SLACK_PATH}"
-    print(f"deploybot listening on http://{host}:{server.port} ({mode})", file=sys.stderr)
+    print(f"deploybot listening on http://{host}:{server.port} ({mode}, {runs(config)})", file=sys.stderr)
     try:
         await stop.wait()
         stop.clear()  # a second signal interrupts the drain

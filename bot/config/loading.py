@@ -52,9 +52,11 @@ def load_config(
     environ: dict[str, str] | None = None,
     *,
     reserved_words: Collection[str] = (),
+    runs: Collection[str] | None = None,
 ) -> Config:
     """Read and check the config file. `reserved_words` are the `/deploy` sub-commands (the
-    grammar's), which no environment or alias may be named."""
+    grammar's), which no environment or alias may be named. `runs`: the environments (names or
+    aliases) whose scripts this process runs, None for all; only theirs are checked here."""
     environ = dict(os.environ if environ is None else environ)
     chosen = Path(path or environ.get("DEPLOYBOT_CONFIG") or "deploybot.toml")
     try:
@@ -63,7 +65,7 @@ def load_config(
         raise ConfigError(f"{chosen}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
-    return parse_config(raw, chosen.resolve(), environ, reserved_words=reserved_words)
+    return parse_config(raw, chosen.resolve(), environ, reserved_words=reserved_words, runs=runs)
 
 
 def parse_config(
@@ -72,6 +74,7 @@ def parse_config(
     environ: dict[str, str],
     *,
     reserved_words: Collection[str] = (),
+    runs: Collection[str] | None = None,
     capabilities_missing: Callable[[], list[str]] = missing_capabilities,
 ) -> Config:
     """Check `raw` (the TOML, read from `path`) and resolve its secrets from `environ`.
@@ -97,21 +100,43 @@ def parse_config(
     environments = {
         name: _environment(path, name, env, reserved_words) for name, env in parsed.environments.items()
     }
-    environments = _with_secrets_and_accounts(path, environments, environ, bot_account)
+    lookup = _lookup(path, environments, reserved_words)
+    running = _running(path, lookup, runs)
+    for name in running:
+        _check_script(path, environments[name])
+    environments = _with_secrets_and_accounts(path, environments, environ, bot_account, running)
     switching = [env.name for env in environments.values() if env.account is not None]
     if switching:
         first = parsed.environments[switching[0]]
         key = f"environments.{switching[0]}.run_as" if first.run_as else "bot.run_as"
         check_switch(f"{path}: {key}", capabilities_missing())
-    lookup = _lookup(path, environments, reserved_words)
-    return Config(bot, parsed.retention, environments, secrets, path, lookup)
+    return Config(bot, parsed.retention, environments, secrets, path, lookup, runs=running)
+
+
+def _running(path: Path, lookup: dict[str, str], runs: Collection[str] | None) -> frozenset[str]:
+    """The environments this process runs, by their names; every one when `runs` is None."""
+    if runs is None:
+        return frozenset(lookup.values())
+    running = set()
+    for word in runs:
+        name = lookup.get(word.strip().lower())
+        if name is None:
+            choices = ", ".join(sorted(set(lookup.values())))
+            raise ConfigError(f"{path}: --environments: no environment '{word}' (there are: {choices})")
+        running.add(name)
+    return frozenset(running)
 
 
 def _with_secrets_and_accounts(
-    path: Path, environments: dict[str, Environment], environ: dict[str, str], bot_account: RunAs | None
+    path: Path,
+    environments: dict[str, Environment],
+    environ: dict[str, str],
+    bot_account: RunAs | None,
+    running: frozenset[str],
 ) -> dict[str, Environment]:
-    """Each environment with its `secrets` read from `environ`, the names every script but its own
-    goes without, and the account its script runs under."""
+    """Each environment this process runs with its `secrets` read from `environ`, the names every
+    script but its own goes without, and the account its script runs under. Another process runs
+    the others: their secrets and accounts may exist only where it runs."""
     withheld = frozenset(
         variable
         for env in environments.values()
@@ -120,6 +145,9 @@ def _with_secrets_and_accounts(
     )
     resolved: dict[str, Environment] = {}
     for name, env in environments.items():
+        if name not in running:
+            resolved[name] = env.resolved({}, withheld, None)
+            continue
         key = f"{path}: environments.{name}"
         secret_env = script_secrets(env.secrets, environ, f"{key}.secrets")
         account = bot_account
@@ -137,17 +165,25 @@ def _environment(path: Path, name: str, env: Environment, reserved_words: Collec
         raise ConfigError(f"{path}: {key}: names use lowercase letters, digits, '-' and '_'")
     if name in reserved_words:
         raise ConfigError(f"{path}: {key}: '{name}' is a /deploy sub-command")
-    script = _resolve(base, env.script)
-    if not script.is_file():
-        raise ConfigError(f"{path}: {key}.script: no such file: {script}")
-    if not os.access(script, os.X_OK):
-        raise ConfigError(f"{path}: {key}.script: not executable: {script}")
-    workdir = _resolve(base, env.workdir)
-    if workdir is not None and not workdir.is_dir():
-        raise ConfigError(f"{path}: {key}.workdir: no such directory: {workdir}")
     return env.model_copy(
-        update={"name": name, "script": script, "workdir": workdir, "repo": _resolve_repo(base, env.repo)}
+        update={
+            "name": name,
+            "script": _resolve(base, env.script),
+            "workdir": _resolve(base, env.workdir),
+            "repo": _resolve_repo(base, env.repo),
+        }
     )
+
+
+def _check_script(path: Path, env: Environment) -> None:
+    """The script and folder of an environment this process runs are there and usable."""
+    key = f"environments.{env.name}"
+    if not env.script.is_file():
+        raise ConfigError(f"{path}: {key}.script: no such file: {env.script}")
+    if not os.access(env.script, os.X_OK):
+        raise ConfigError(f"{path}: {key}.script: not executable: {env.script}")
+    if env.workdir is not None and not env.workdir.is_dir():
+        raise ConfigError(f"{path}: {key}.workdir: no such directory: {env.workdir}")
 
 
 def _lookup(

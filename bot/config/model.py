@@ -232,6 +232,13 @@ class Config:
     secrets: Secrets
     path: Path | None = None
     _lookup: dict[str, str] = field(default_factory=dict, repr=False)
+    # the environments whose scripts this process runs (`worker --environments`, `serve
+    # --no-runner`); None: every one
+    runs: frozenset[str] | None = None
+
+    @property
+    def runner_environments(self) -> frozenset[str]:
+        return frozenset(self.environments) if self.runs is None else self.runs
 
     @property
     def locale(self) -> str:

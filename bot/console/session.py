@@ -103,7 +103,7 @@ class Console:
     async def start(self) -> Console:
         self.local.on_call = self.screen.show_call
         await self.local.start()
-        self.runtime = build_runtime(self.config, base_env=self.base_env)
+        self.runtime = build_runtime(self.config, base_env=self.base_env, role="console")
         client = create_client(self.config, base_url=self.local.api_url)
         self.bot = create_slack_bot(self.config, self.runtime.service, client, signing_secret=self._secret)
         self._transport = BoltTransport(self.bot)

@@ -15,6 +15,7 @@ it is back and stops its script itself, writing nothing more (DeployExecution.le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -54,11 +55,18 @@ class Leases:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.locale = locale
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Renew now rather than at the next tick (a cancel was asked of this process's deploy)."""
+        self._wake.set()
 
     async def keep(self) -> None:
-        """Renew every `heartbeat_seconds`, for as long as the task runs."""
+        """Renew every `heartbeat_seconds`, or at once when woken, for as long as the task runs."""
         while True:
-            await asyncio.sleep(self.heartbeat_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.heartbeat_seconds)
+            self._wake.clear()
             try:
                 await self.renew()
             except Exception as exc:
@@ -86,13 +94,16 @@ class Leases:
     async def reap(self) -> list[int]:
         """End every deploy whose lease expired by the database's clock as failed ("interrupted"),
         logs kept, whichever process owned it. Returns the ids this call ended."""
-        message = t(self.locale, "outcome.interrupted")
         reaped = []
         async with self.db.session(background=True) as session:
             expired = await repo.stale_deploys(session, self.lease_seconds)
         for deploy in expired:
             async with self.db.session(background=True) as session:
                 # only if still expired: a renewal that came in meanwhile wins, and nothing is killed
+                # a deploy nobody ever claimed was never started: say so rather than "interrupted"
+                unclaimed = deploy.runner_id is None and deploy.status == "pending"
+                key = "outcome.unclaimed" if unclaimed else "outcome.interrupted"
+                message = t(self.locale, key)
                 if not await repo.reap(session, deploy.id, self.lease_seconds, error_message=message):
                     continue
             reaped.append(deploy.id)

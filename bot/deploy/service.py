@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.config import Config, Environment
 from bot.deploy import git
+from bot.deploy.cluster import Cluster
 from bot.deploy.events import DeployCreated, EventBus
 from bot.deploy.execution import DeployExecution, run_spec
 from bot.deploy.identity import RunnerId
@@ -33,6 +34,7 @@ from bot.errors import (
     DescriptionTooLong,
     EnvironmentBusy,
     InvalidInput,
+    NoRunner,
     RepoUnavailable,
     RollbackNotEligible,
     UnknownBranch,
@@ -41,7 +43,7 @@ from bot.errors import (
 from bot.i18n import Text, t
 from storage import repository as repo
 from storage.db import Database
-from storage.models import Deploy, Status, utcnow
+from storage.models import Deploy, Runner, Status, utcnow
 from storage.repository import LogSlice, Page
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,11 @@ class DeployService:
         *,
         base_env: dict[str, str] | None = None,
         runner: RunnerId | None = None,
+        role: str = "serve",
+        claims: bool = True,
     ) -> None:
+        """`role` names the process in `/deploy runners`; `claims=False` runs only the deploys
+        asked of this process, never one handed over by another (`deploybot deploy`)."""
         self.config = config
         self.db = db
         self.locale = config.locale
@@ -99,6 +105,17 @@ class DeployService:
             heartbeat_seconds=config.bot.heartbeat_seconds,
             locale=self.locale,
         )
+        self.cluster = Cluster(
+            db=db,
+            runner=self.runner,
+            role=role,
+            environments=config.runner_environments,
+            claims=claims,
+            heartbeat_seconds=config.bot.heartbeat_seconds,
+            lease_seconds=config.bot.lease_seconds,
+            on_claimed=self._claimed,
+            on_cancel=self._cancel_signalled,
+        )
 
     # --- lifecycle of the service itself -------------------------------------------------------
 
@@ -109,6 +126,12 @@ class DeployService:
         await self.reap()
         if self._heartbeat_task is None:
             self._heartbeat_task = asyncio.create_task(self.leases.keep())
+            await self.cluster.start()
+
+    def drain(self) -> None:
+        """Start no more deploys here (deploys asked of this process go to another that runs
+        their environment); the running ones go on."""
+        self.cluster.drain()
 
     async def close(self) -> None:
         """Stop: scripts still running are stopped and their deploys end as interrupted."""
@@ -120,6 +143,7 @@ class DeployService:
         if self._heartbeat_task:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
+            await self.cluster.close()
 
     async def wait_idle(self) -> None:
         while self._tasks:
@@ -152,7 +176,8 @@ class DeployService:
         _commit: str | None = None,
         _rollback_of: int | None = None,
     ) -> Deploy:
-        """Start a deploy. With a `request_key` seen before, returns that deploy instead."""
+        """Start a deploy, here when this process runs its environment, else by handing it to a
+        process that does. With a `request_key` seen before, returns that deploy instead."""
         env = self.resolve_environment(environment)
         branch = git.check_branch((branch or env.default_branch).strip())
         description = (description or "").strip()
@@ -163,6 +188,9 @@ class DeployService:
         if request_key and (seen := await self._by_request_key(request_key)):
             return seen
         await self._refuse_if_busy(env)
+        here = self.cluster.runs(env.name)
+        if not here and not await self.cluster.someone_runs(env.name):
+            raise NoRunner(environment=env.display)
         commit = _commit or await self._resolve_commit(env, branch)
         row = dict(
             environment=env.name,
@@ -180,10 +208,16 @@ class DeployService:
         for attempt in range(INSERT_ATTEMPTS):
             try:
                 async with self.db.session() as session:
-                    # leased to this process from the start: no other reaps it while it spawns
+                    # Leased from the start, to this process (no other reaps it while it spawns) or
+                    # to nobody: the process that claims it must do so within a lease.
                     deploy = await repo.insert_deploy(
-                        session, runner_id=self.runner_id, lease_seconds=self.config.bot.lease_seconds, **row
+                        session,
+                        runner_id=self.runner_id if here else None,
+                        lease_seconds=self.config.bot.lease_seconds,
+                        **row,
                     )
+                    if not here:
+                        await self.cluster.announce_pending(session)
                 break
             except IntegrityError:
                 # Another process won the race for this environment (or this request key).
@@ -193,8 +227,9 @@ class DeployService:
                 await self._refuse_if_busy(env)
                 if attempt == INSERT_ATTEMPTS - 1:
                     raise
-        self.events.emit(DeployCreated(deploy))
-        self._launch(deploy, env)
+        if here:  # else its owner tells, once it claims it
+            self.events.emit(DeployCreated(deploy))
+            self._launch(deploy, env)
         return deploy
 
     async def rollback(
@@ -247,14 +282,16 @@ class DeployService:
         deploy = await self.get(deploy_id)
         if deploy.state.is_finished:
             raise AlreadyFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
+        execution = self._executions.get(deploy_id)
         async with self.db.session() as session:
             flagged = await repo.request_cancel(session, deploy_id, user)
+            if flagged and execution is None:  # another process owns it (or will): tell it now
+                await self.cluster.announce_cancel(session, deploy_id)
         if not flagged:
             deploy = await self.get(deploy_id)
             raise AlreadyFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
-        if execution := self._executions.get(deploy_id):
+        if execution is not None:
             execution.cancel(user)
-        # else another process owns it: its heartbeat picks the request up within seconds
         return await self.get(deploy_id)
 
     # --- queries -------------------------------------------------------------------------------
@@ -325,6 +362,10 @@ class DeployService:
             return await repo.last_success(
                 session, deploy.environment, before_id=deploy.id, other_than=deploy.commit_hash
             )
+
+    async def runners(self) -> list[Runner]:
+        """The live processes on this database, and the environments each runs."""
+        return await self.cluster.live()
 
     async def active(self, environment: str) -> Deploy | None:
         async with self.db.session() as session:
@@ -413,6 +454,20 @@ class DeployService:
         task = asyncio.create_task(run(), name=f"deploy-{deploy.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _claimed(self, deploy: Deploy) -> None:
+        """A deploy another process was asked for, now this one's to run."""
+        env = self.config.environments.get(deploy.environment)
+        if env is None:  # a config that lost it since: the lease runs out and the reaper ends it
+            return
+        self.events.emit(DeployCreated(deploy))
+        self._launch(deploy, env)
+
+    def _cancel_signalled(self, deploy_id: int) -> None:
+        """Another process was asked to cancel a deploy: if it is ours, act now, not at the next
+        renewal (which reads the request)."""
+        if deploy_id in self._executions:
+            self.leases.wake()
 
     async def heartbeat(self) -> None:
         """Renew the leases of this process's deploys; stop those whose lease was taken."""

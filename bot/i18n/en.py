@@ -12,6 +12,7 @@ EN: dict[str, str] = {
         "Wait for it to finish or cancel it with `/deploy cancel {deploy_id}`"
     ),
     "error.deploy_not_found": "Deploy #{deploy_id} was not found",
+    "error.no_runner": "No running process runs the deploy scripts of {environment} (no `deploybot worker` or `serve` for it is up). Try again later or ask ops; `/deploy runners` lists the live processes",
     "error.deploy_finished": "Deploy #{deploy_id} has already finished ({status}); nothing to cancel",
     "error.rollback_not_eligible": "Cannot roll back to #{deploy_id}: {reason}",
     "error.commit_missing": (
@@ -51,6 +52,7 @@ EN: dict[str, str] = {
     "outcome.timeout": "timeout: the deploy ran longer than {minutes} minutes and was stopped",
     "outcome.cancelled": "cancelled by {user}",
     "outcome.interrupted": "interrupted: bot stopped during the deploy",
+    "outcome.unclaimed": "no process took the deploy: the processes that run its environment stopped",
     "outcome.spawn_failed": "could not start the deploy script: {detail}",
     "rollback.description": "Roll back to #{deploy_id} ({commit})",
     "status.pending": "Pending",

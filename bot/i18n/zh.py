@@ -13,6 +13,7 @@ ZH: dict[str, str] = {
         "请等待完成，或用 `/deploy cancel {deploy_id}` 取消"
     ),
     "error.deploy_not_found": "找不到部署 #{deploy_id}",
+    "error.no_runner": "没有正在运行的进程负责 {environment} 的部署脚本（`deploybot worker` 或 `serve` 都不在线），请稍后再试或联系运维。用 `/deploy runners` 查看在线进程",
     "error.deploy_finished": "部署 #{deploy_id} 已结束（{status}），无法取消",
     "error.rollback_not_eligible": "不能回滚到 #{deploy_id}：{reason}",
     "error.commit_missing": "提交 `{commit}` 已不在 `{environment}` 的仓库中，无法回滚到 #{deploy_id}",
@@ -52,6 +53,7 @@ ZH: dict[str, str] = {
     "outcome.timeout": "超时：部署超过 {minutes} 分钟，已终止",
     "outcome.cancelled": "已被 {user} 取消",
     "outcome.interrupted": "interrupted: 部署期间机器人停止运行",
+    "outcome.unclaimed": "没有进程接手这次部署：运行该环境的进程已停止",
     "outcome.spawn_failed": "无法启动部署脚本：{detail}",
     "rollback.description": "回滚到 #{deploy_id} ({commit})",
     # status names

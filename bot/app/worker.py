@@ -1,0 +1,89 @@
+"""`deploybot worker`: a process that claims and runs deploys, without serving Slack or REST.
+
+For scripts that must run on another host than the bot's `serve` processes (DESIGN §12): it shares
+their PostgreSQL, claims the deploys of the environments it runs (all, or `--environments a,b`),
+keeps their cards up to date in Slack (so it needs SLACK_BOT_TOKEN, not the signing secret or app
+token), and runs the jobs every process runs (reaper, retention). SIGTERM drains it like `serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass
+
+from bot.app.runtime import Runtime, build_runtime, runs
+from bot.config import Config, ConfigError
+from bot.slack.client import close_client, create_client
+from bot.slack.notifier import SlackNotifier, Timing
+from bot.slack.permissions import Admins
+
+SHUTDOWN_SECONDS = 10.0
+
+
+@dataclass
+class Worker:
+    runtime: Runtime
+    notifier: SlackNotifier
+
+    async def drain(self, timeout: float, interrupt: asyncio.Event) -> None:
+        self.runtime.service.drain()
+        await self.runtime.drain(timeout, interrupt)
+
+    async def close(self) -> None:
+        await self.runtime.service.close()  # deploys still running end as interrupted...
+        await self.notifier.close(SHUTDOWN_SECONDS)  # ...and their final state reaches Slack
+        await close_client(self.notifier.client)
+        await self.runtime.close()
+
+
+def check_worker(config: Config) -> None:
+    if not config.secrets.slack_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is not set: a worker keeps the cards of its deploys up to date")
+    if config.database_url.startswith("sqlite"):
+        raise ConfigError(
+            "deploybot worker shares the work with `deploybot serve` processes on one PostgreSQL "
+            "(database_url); with SQLite run one `deploybot serve`"
+        )
+    if not config.runner_environments:
+        raise ConfigError("deploybot worker: no environment to run")
+
+
+async def start_worker(
+    config: Config, *, base_env: dict[str, str] | None = None, timing: Timing | None = None
+) -> Worker:
+    check_worker(config)
+    runtime = build_runtime(config, base_env=base_env, role="worker")
+    client = create_client(config)
+    notifier = SlackNotifier(config, runtime.service, client, Admins(config, client), timing=timing)
+    runtime.service.events.subscribe(notifier.observe)
+    try:
+        await runtime.start()
+    except BaseException:
+        await close_client(client)
+        await runtime.close()
+        raise
+    return Worker(runtime, notifier)
+
+
+async def work(config: Config) -> int:
+    try:
+        worker = await start_worker(config)
+    except ConfigError as exc:
+        print(f"deploybot: {exc}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"deploybot worker {worker.runtime.service.runner_id} ({runs(config)})", file=sys.stderr)
+    try:
+        await stop.wait()
+        stop.clear()  # a second signal interrupts the drain
+        await worker.drain(config.bot.drain_timeout_minutes * 60, stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await worker.close()
+    return 0
