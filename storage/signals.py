@@ -48,6 +48,7 @@ class Listener:
         self._on_connect = on_connect
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
+        self.server_pid: int | None = None  # the backend of the listening connection
 
     def start(self) -> None:
         if self._task is None:
@@ -80,6 +81,7 @@ class Listener:
         try:
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, self._received)
+            self.server_pid = conn.get_server_pid()
             self.connected.set()
             self._on_connect()
             while not lost.is_set():
