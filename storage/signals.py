@@ -21,6 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.aio import wait_event
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "deploybot"
@@ -84,16 +86,10 @@ class Listener:
             self.server_pid = conn.get_server_pid()
             self.connected.set()
             self._on_connect()
-            while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), PING_SECONDS)
-                if not lost.is_set():
-                    await conn.fetchval("SELECT 1", timeout=PING_SECONDS)
+            while not await wait_event(lost, PING_SECONDS):
+                await conn.fetchval("SELECT 1", timeout=PING_SECONDS)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
-            if not conn.is_closed():
-                conn.terminate()
+            conn.terminate()  # nothing to finish on a connection that only listens
 
     def _received(self, _conn, _pid: int, _channel: str, payload: str) -> None:
         try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 
+from bot.aio import wait_event
 from bot.app.runtime import start_runtime
 from bot.config import Config
 from bot.deploy.events import DeployEvent, DeployFinished, DeployLost, StepChanged
@@ -92,8 +92,7 @@ async def _follow(runtime, deploy: Deploy) -> int:
         if finished and view.complete:
             break
         if not view.data:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 0.5)
+            await wait_event(done, 0.5)
     result = final[0]
     label = t(locale, f"status.{result.status}")
     tail = f" — {result.error_message}" if result.error_message else ""

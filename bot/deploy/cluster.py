@@ -17,9 +17,10 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from bot.aio import cancelling, wait_event
 from bot.deploy.identity import RunnerId
 from storage import runners
-from storage.db import Database, cancelling
+from storage.db import Database
 from storage.models import Deploy, Runner
 from storage.signals import Listener, announce
 
@@ -149,8 +150,7 @@ class Cluster:
 
     async def _claim_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_claims.wait(), CLAIM_POLL_SECONDS)
+            await wait_event(self._wake_claims, CLAIM_POLL_SECONDS)
             self._wake_claims.clear()
             if not self.claiming:
                 continue

@@ -29,6 +29,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
+from bot.aio import cancelling
 from bot.deploy.events import (
     DeployEvent,
     DeployFinished,
@@ -42,7 +43,6 @@ from bot.deploy.progress import Step
 from bot.deploy.runner import Outcome, RunResult, RunSpec, ScriptRun, script_environment
 from bot.i18n import t
 from storage import repository as repo
-from storage.db import cancelling
 from storage.models import Deploy, Status
 
 if TYPE_CHECKING:

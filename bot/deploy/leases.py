@@ -15,17 +15,16 @@ it is back and stops its script itself, writing nothing more (DeployExecution.le
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from bot.aio import cancelling, wait_event
 from bot.deploy.events import DeployFinished, EventBus
 from bot.deploy.identity import RunnerId, owner_is_provably_dead
 from bot.deploy.runner import stop_orphan
 from bot.i18n import t
 from storage import repository as repo
-from storage.db import cancelling
 from storage.models import Deploy
 
 if TYPE_CHECKING:
@@ -64,8 +63,7 @@ class Leases:
     async def keep(self) -> None:
         """Renew every `heartbeat_seconds`, or at once when woken, for as long as the task runs."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.heartbeat_seconds)
+            await wait_event(self._wake, self.heartbeat_seconds)
             self._wake.clear()
             try:
                 await self.renew()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bot.aio import within
 from bot.deploy.environ import without_secrets
 from bot.deploy.masking import SecretMasker
 from bot.deploy.progress import CommitReported, OutputScanner, Step
@@ -133,17 +134,14 @@ class ScriptRun:
                 self.kill()
             elif self._cancel_requested:
                 self.cancel()
-            try:
-                await asyncio.wait_for(_exited(proc), self.spec.timeout)
-            except TimeoutError:
+            if not await within(_exited(proc), self.spec.timeout):
                 self._timed_out = True
                 await self._stop_group()
         finally:
             # The script is gone (or we are being torn down): nothing of its group may outlive it.
             _signal_group(proc.pid, signal.SIGKILL)
             await _exited(proc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pump), DRAIN_SECONDS)
+            await within(asyncio.shield(pump), DRAIN_SECONDS)
             if not pump.done():
                 # Something outside the group still holds the pipe open: stop listening to it.
                 pump.cancel()
@@ -194,9 +192,7 @@ class ScriptRun:
         if proc is None or proc.returncode is not None:
             return
         _signal_group(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(_exited(proc), self.spec.grace)
-        except TimeoutError:
+        if not await within(_exited(proc), self.spec.grace):
             _signal_group(proc.pid, signal.SIGKILL)
 
     def _result(self, code: int | None) -> RunResult:

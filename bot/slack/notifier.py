@@ -21,7 +21,6 @@ state: the card always ends in the deploy's final state once Slack answers again
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.aio import wait_event
 from bot.config import Config
 from bot.deploy.events import DeployEvent, DeployFinished, DeployLost, StepChanged
 from bot.i18n import t
@@ -205,8 +205,7 @@ class SlackNotifier:
         timeout = None if due is None else due - self.outbox.clock()
         if timeout is not None and timeout <= 0:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(feed.wake.wait(), timeout)
+        await wait_event(feed.wake, timeout)
 
     async def _perform(self, feed: Feed, want: Want) -> None:
         """Do what `want` was granted for, from the feed's newest state."""
