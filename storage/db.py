@@ -15,13 +15,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.config import normalize_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x6465706C6F79  # the advisory lock key that serializes migrations ("deploy")
 
 
 def _sqlite_pragmas(dbapi_conn, busy_timeout: float) -> None:
@@ -138,8 +139,11 @@ class Database:
             return await conn.run_sync(lambda c: inspect(c).has_table("deploy_history"))
 
     async def upgrade(self, revision: str = "head") -> None:
-        """Apply Alembic migrations up to `revision`."""
+        """Apply Alembic migrations up to `revision`. On PostgreSQL one process at a time: several
+        started together on an empty database would each create the same tables."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await conn.run_sync(_run_upgrade, revision)
 
     async def ensure_schema(self) -> bool:
@@ -168,11 +172,3 @@ def _run_upgrade(sync_conn, revision: str) -> None:
 def run_sync(coro):
     """Run a coroutine from synchronous CLI code."""
     return asyncio.run(coro)
-
-
-def cancelling() -> bool:
-    """Whether the running task is being cancelled. A loop that retries on any error asks this, so
-    an error that stands in for a cancellation (raised while cleaning up after it) never keeps it
-    going."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

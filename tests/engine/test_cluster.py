@@ -201,3 +201,16 @@ def test_a_process_checks_only_the_scripts_it_runs(tmp_path, db_url):
     with pytest.raises(ConfigError, match="no environment 'prod'"):
         parse_config(raw, path, {}, runs=["prod"])
     assert parse_config(raw, path, {}, runs=[]).runner_environments == frozenset()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_processes_started_together_on_an_empty_database_all_migrate_it(db_url):
+    """Each would create the same tables: the migration lock lets one at a time through."""
+    databases = [Database(db_url) for _ in range(5)]
+    try:
+        results = await asyncio.gather(*(db.ensure_schema() for db in databases), return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        assert await deploy_count(databases[0]) == 0
+    finally:
+        for db in databases:
+            await db.dispose()
