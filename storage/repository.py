@@ -380,8 +380,15 @@ async def read_log(session: AsyncSession, deploy: Deploy, offset: int, limit: in
 # --- retention -----------------------------------------------------------------------------------
 
 
+# Retention's batch sizes: on a table of a million deploys each batch is one transaction of about
+# 25 ms on SQLite, so a deploy's write waits at most that long for the write lock, while the batch
+# costs the event loop the same few statements whatever its size.
+LOGS_BATCH = 10_000
+RECORDS_BATCH = 2_000
+
+
 async def clear_logs_before(
-    session: AsyncSession, cutoff: datetime, *, after_id: int = 0, batch: int = 500
+    session: AsyncSession, cutoff: datetime, *, after_id: int = 0, batch: int = LOGS_BATCH
 ) -> tuple[int, int | None]:
     """Delete the logs of up to `batch` finished deploys completed before `cutoff`, the first ones
     with an id above `after_id`. Returns how many were cleared and the id to continue after (None
@@ -389,48 +396,69 @@ async def clear_logs_before(
 
     Walking the table by id makes a whole retention run one pass over it: picking "any `batch`
     not yet cleared" instead rescans every row cleared so far, batch after batch, which takes
-    minutes on a table of a million deploys."""
-    ids = list(
-        (
-            await session.execute(
-                select(Deploy.id)
-                .where(
-                    Deploy.id > after_id,
-                    Deploy.status.in_(_FINISHED),
-                    Deploy.completed_at < cutoff,
-                    Deploy.logs_cleared_at.is_(None),
-                )
-                .order_by(Deploy.id)
-                .limit(batch)
-            )
-        ).scalars()
-    )
-    if not ids:
+    minutes on a table of a million deploys.
+
+    Every process runs retention at the same time (DESIGN §12). On PostgreSQL a batch takes only
+    rows no other process holds (FOR UPDATE SKIP LOCKED; SQLite has no row locks), and on both the
+    update clears only logs not cleared yet and counts what it changed: each deploy's logs are
+    cleared, and counted, by exactly one process."""
+    span = await _retention_span(session, after_id, batch, _logs_due(cutoff))
+    if span is None:
         return 0, None
-    await session.execute(delete(LogChunk).where(LogChunk.deploy_id.in_(ids)))
-    await session.execute(
-        update(Deploy).where(Deploy.id.in_(ids)).values(logs=None, logs_cleared_at=db_now())
+    in_span = Deploy.id.between(*span)
+    result = await session.execute(
+        update(Deploy)
+        .where(in_span, *_logs_due(cutoff))
+        .values(logs=None, logs_cleared_at=db_now())
+        .execution_options(synchronize_session=False)
     )
-    return len(ids), ids[-1]
+    if result.rowcount:
+        cleared = select(Deploy.id).where(in_span, Deploy.logs_cleared_at.is_not(None))
+        await session.execute(
+            delete(LogChunk)
+            .where(LogChunk.deploy_id.between(*span), LogChunk.deploy_id.in_(cleared))
+            .execution_options(synchronize_session=False)
+        )
+    return result.rowcount, span[1]
 
 
 async def soft_delete_before(
-    session: AsyncSession, cutoff: datetime, *, after_id: int = 0, batch: int = 5000
+    session: AsyncSession, cutoff: datetime, *, after_id: int = 0, batch: int = RECORDS_BATCH
 ) -> tuple[int, int | None]:
     """Soft-delete up to `batch` finished records created before `cutoff`, the first ones with an
     id above `after_id`. Returns how many were deleted and the id to continue after (None when
-    none were left); see `clear_logs_before` for why it walks by id."""
-    conditions = (Deploy.is_deleted == "N", Deploy.status.in_(_FINISHED), Deploy.created_at < cutoff)
-    first_ids = (
-        select(Deploy.id).where(Deploy.id > after_id, *conditions).order_by(Deploy.id).limit(batch).subquery()
-    )
-    last = (await session.execute(select(func.max(first_ids.c.id)))).scalar_one()
-    if last is None:
+    none were left); see `clear_logs_before` for why it walks by id and how processes share it."""
+    due = (Deploy.status.in_(_FINISHED), Deploy.created_at < cutoff, Deploy.is_deleted == "N")
+    span = await _retention_span(session, after_id, batch, due)
+    if span is None:
         return 0, None
     result = await session.execute(
         update(Deploy)
-        .where(Deploy.id > after_id, Deploy.id <= last, *conditions)
+        .where(Deploy.id.between(*span), *due)
         .values(is_deleted="Y")
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount, last
+    return result.rowcount, span[1]
+
+
+def _logs_due(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (Deploy.status.in_(_FINISHED), Deploy.completed_at < cutoff, Deploy.logs_cleared_at.is_(None))
+
+
+async def _retention_span(
+    session: AsyncSession, after_id: int, batch: int, due: Sequence[ColumnElement[bool]]
+) -> tuple[int, int] | None:
+    """The first and last id of the next `batch` deploys above `after_id` that are `due`, locked on
+    PostgreSQL, skipping those another process holds. The batch's statements then name this span,
+    not its ids: a list of thousands of ids costs the event loop milliseconds a batch to send, time
+    in which no Slack request is acknowledged."""
+    picked = (
+        select(Deploy.id)
+        .where(Deploy.id > after_id, *due)
+        .order_by(Deploy.id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+        .subquery()
+    )
+    first, last = (await session.execute(select(func.min(picked.c.id), func.max(picked.c.id)))).one()
+    return None if first is None else (first, last)

@@ -387,9 +387,12 @@ class DeployService:
         logs kept, whichever process owned them (see bot/deploy/leases.py)."""
         return await self.leases.reap()
 
-    async def cleanup(self) -> CleanupResult:
-        """Retention: clear old logs, soft-delete old records, in small batches so the
-        database keeps answering other requests meanwhile."""
+    async def cleanup(
+        self, *, logs_batch: int = repo.LOGS_BATCH, records_batch: int = repo.RECORDS_BATCH
+    ) -> CleanupResult:
+        """Retention: clear old logs, soft-delete old records, a batch per transaction so the
+        database keeps answering other requests meanwhile. Every process may run it at once:
+        each row is changed, and counted, by one of them."""
         now = utcnow()
         logs_cutoff = now - timedelta(days=self.config.retention.logs_days)
         records_cutoff = now - timedelta(days=self.config.retention.records_days)
@@ -397,12 +400,16 @@ class DeployService:
         after: int | None = 0
         while after is not None:
             async with self.db.session(background=True) as session:
-                done, after = await repo.clear_logs_before(session, logs_cutoff, after_id=after)
+                done, after = await repo.clear_logs_before(
+                    session, logs_cutoff, after_id=after, batch=logs_batch
+                )
             cleared += done
         after = 0
         while after is not None:
             async with self.db.session(background=True) as session:
-                done, after = await repo.soft_delete_before(session, records_cutoff, after_id=after)
+                done, after = await repo.soft_delete_before(
+                    session, records_cutoff, after_id=after, batch=records_batch
+                )
             deleted += done
         return CleanupResult(cleared, deleted)
 
