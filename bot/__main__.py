@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve Slack and REST without running deploy scripts (`deploybot worker`s run them)",
     )
+    serve.add_argument(
+        "--environments", default=None, help="run only these environments' scripts (comma-separated)"
+    )
 
     worker = add_parser("worker", help="claim and run deploys, without serving Slack or REST")
     worker.add_argument(
@@ -97,7 +100,7 @@ def _runs(args: argparse.Namespace) -> list[str] | None:
     """The environments whose scripts this process runs; None: every one."""
     if args.command == "serve" and args.no_runner:
         return []
-    if args.command == "worker" and args.environments is not None:
+    if args.command in ("serve", "worker") and args.environments is not None:
         return [name for name in args.environments.split(",") if name.strip()] or [args.environments]
     if args.command == "cleanup":
         return []

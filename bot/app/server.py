@@ -85,7 +85,7 @@ async def start_server(
     """Start everything and return once it listens (port 0 picks a free port: `server.port`).
     A config that runs no environment (`serve --no-runner`) serves without running scripts."""
     check_secrets(config)
-    check_several_processes(config, "serve --no-runner")
+    check_several_processes(config, "serve --no-runner (or --environments)")
     runtime = build_runtime(config, base_env=base_env)
     runner: web.AppRunner | None = None
     client = None

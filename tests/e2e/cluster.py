@@ -101,10 +101,14 @@ class Cluster:
 
     # --- starting processes --------------------------------------------------------------------
 
-    async def serve(self, name: str, *, no_runner: bool = False, **environ: str) -> Member:
-        """`deploybot serve`, once it answers /healthz and is registered."""
+    async def serve(
+        self, name: str, *, no_runner: bool = False, environments: str | None = None, **environ: str
+    ) -> Member:
+        """`deploybot serve [--no-runner | --environments ...]`, once it answers /healthz and is
+        registered."""
         port = free_port()
         argv = ["serve", "--port", str(port)] + (["--no-runner"] if no_runner else [])
+        argv += ["--environments", environments] if environments else []
         member = await self._spawn(name, argv, (), environ)
         member.url = f"http://127.0.0.1:{port}"
         await self._registered(member)
