@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -69,6 +70,15 @@ class Runtime:
                 await self._forgetting
         await self.service.close()
         await self.db.dispose()
+
+
+def settle_memory() -> None:
+    """Once started: move every object made so far out of the garbage collector's sight. Start-up
+    leaves hundreds of thousands of long-lived objects (modules, SQLAlchemy's and Bolt's state)
+    that every full collection would walk again while requests wait: about a sixth of the CPU a
+    request costs under load."""
+    gc.collect()
+    gc.freeze()
 
 
 def check_several_processes(config: Config, what: str) -> None:

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-from bot.app.runtime import Runtime, build_runtime, check_several_processes, create_web_app, runs
+from bot.app.runtime import (
+    Runtime,
+    build_runtime,
+    check_several_processes,
+    create_web_app,
+    runs,
+    settle_memory,
+)
 from bot.app.slack_app import SLACK_PATH, SlackBot, create_slack_bot
 from bot.config import Config, ConfigError
 from bot.slack.client import close_client, create_client
@@ -126,6 +133,7 @@ async def serve(config: Config, host: str, port: int) -> int:
     except ConfigError as exc:
         print(f"deploybot: {exc}", file=sys.stderr)
         return 2
+    settle_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from bot.app.runtime import Runtime, build_runtime, runs
+from bot.app.runtime import Runtime, build_runtime, runs, settle_memory
 from bot.config import Config, ConfigError
 from bot.slack.client import close_client, create_client
 from bot.slack.notifier import SlackNotifier, Timing
@@ -73,6 +73,7 @@ async def work(config: Config) -> int:
     except ConfigError as exc:
         print(f"deploybot: {exc}", file=sys.stderr)
         return 2
+    settle_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
