@@ -11,7 +11,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
-from benchmarks import capture, channelload, history, slackload
+from benchmarks import capture, channelload, cluster, history, slackload
 from benchmarks.context import Bench
 from benchmarks.machine import machine_facts
 from benchmarks.report import ORDER, Result, format_value, load_previous, merge, update_readme, write
@@ -30,6 +30,21 @@ FIGURES: dict[str, tuple[str, str, Figure]] = {
     "P7": ("history page 500 on 1,000,000 rows", "p50 ≤ 10 ms", history.p7_history_page),
     "P8": ("retention on 1,000,000 rows, P1 p99 meanwhile", "p99 ≤ 100 ms", history.p8_retention),
     "P9": ("trigger → first line stored", "p50 ≤ 200 ms", capture.p9_first_line),
+    "P10": (
+        "failover: the owner of a running deploy is killed (SIGKILL), another process ends the deploy",
+        "≤ 15 s with the default lease",
+        cluster.p10_failover,
+    ),
+    "P11": (
+        "cancel sent to another process → the script's process group gone",
+        "p95 ≤ 1.5 s",
+        cluster.p11_cross_cancel,
+    ),
+    "P12": (
+        "100 concurrent triggers over 3 processes (2 serve, 1 worker)",
+        "answer p99 ≤ 100 ms, exactly one deploy per environment",
+        cluster.p12_concurrent_triggers,
+    ),
     "P14": (
         "30 deploys at once into one channel, Slack's rate limits enforced",
         "none slower or failed, card final ≤ 10 s after its deploy, 429s < 5 %",

@@ -1,4 +1,4 @@
-"""The bot under test: `python -m bot serve` as a child process, and a REST client for it.
+"""The bot under test: `python -m bot serve` (or `worker`) as a child process, and a REST client for it.
 
 The bot runs in its own process so its memory (VmHWM from /proc) and CPU are its own, not the
 harness's. Slack is the local workspace of bot/console/workspace.py, run by the harness on 127.0.0.1.
@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ def free_port() -> int:
 
 class BotProcess:
     """`async with BotProcess(config, slack_api_url, log_path) as bot:` starts `deploybot serve`
-    on a free loopback port and stops it (SIGTERM) on exit."""
+    on a free loopback port and stops it (SIGTERM) on exit. `command="worker"` starts a process that
+    serves no HTTP (whoever starts it waits for it among the runners); `args` go after the verb."""
 
     def __init__(
         self,
@@ -46,8 +48,13 @@ class BotProcess:
         log_path: Path,
         extra_env: dict | None = None,
         profile: Path | None = None,
+        *,
+        command: str = "serve",
+        args: Sequence[str] = (),
     ):
         self.config = config
+        self.command = command
+        self.args = tuple(args)
         self.profile = profile
         self.profiler: asyncio.subprocess.Process | None = None
         self.slack_api_url = slack_api_url
@@ -64,6 +71,10 @@ class BotProcess:
     @property
     def slack_url(self) -> str:
         return f"{self.url}/slack/events"
+
+    @property
+    def serves_http(self) -> bool:
+        return self.command == "serve"
 
     @property
     def pid(self) -> int:
@@ -96,11 +107,9 @@ class BotProcess:
                 "bot",
                 "--config",
                 str(self.config),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
+                self.command,
+                *(("--host", "127.0.0.1", "--port", str(self.port)) if self.serves_http else ()),
+                *self.args,
                 cwd=REPO,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -111,6 +120,9 @@ class BotProcess:
             headers={"Authorization": f"Bearer {API_TOKEN}"},
             connector=aiohttp.TCPConnector(limit=100),
         )
+        if not self.serves_http:
+            await self._start_profiler()
+            return
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.returncode is not None:
