@@ -7,6 +7,7 @@ is late. Only help and usage errors, which need nothing but the command's text, 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from slack_bolt.app.async_app import AsyncApp
@@ -18,6 +19,7 @@ from bot.slack import grammar
 from bot.slack.blocks.card import deploy_card
 from bot.slack.blocks.history import history_message
 from bot.slack.blocks.messages import Message, help_message, notice
+from bot.slack.blocks.runners import runners_message
 from handlers.guard import Reply, guarded
 from handlers.modals import open_deploy_modal, open_log_modal
 
@@ -78,6 +80,11 @@ async def handle_deploy_command(
         case grammar.ShowStatus(deploy_id):
             await ack()
             await reply(await status_message(ctx, deploy_id))
+        case grammar.ShowRunners():
+            await ack()
+            runners = await service.runners()
+            now = datetime.now(UTC)
+            await reply(runners_message(runners, ctx.config, locale, this_runner=service.runner_id, now=now))
 
 
 async def status_message(ctx: SlackContext, deploy_id: int | None) -> Message:

@@ -17,7 +17,7 @@ from pydantic_core import core_schema
 
 from bot.deploy.service import MAX_DESCRIPTION, MAX_PAGE_SIZE
 from bot.errors import DescriptionTooLong
-from storage.models import Deploy, Status
+from storage.models import Deploy, Runner, Status
 
 API_PREFIX = "/api/v1"
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -187,6 +187,40 @@ class LogText(BaseModel):
     text: str
 
 
+class RunnerRecord(BaseModel):
+    """A live bot process (DESIGN §12). Timestamps are ISO 8601 in UTC, by the database's clock."""
+
+    runner_id: str = Field(description="host/boot id/pid namespace/pid/start time/instance.")
+    host: str
+    pid: int
+    role: str = Field(description="serve, worker, console or cli.")
+    environments: list[str] = Field(description="The environments whose scripts it runs.")
+    draining: bool = Field(description="Stopping: it starts no more deploys and ends its running ones.")
+    started_at: datetime
+    seen_at: datetime = Field(description="When it last renewed its presence.")
+    this_process: bool = Field(description="It is the process that answered this request.")
+
+    @classmethod
+    def of(cls, runner: Runner, this_runner: str) -> RunnerRecord:
+        return cls(
+            runner_id=runner.runner_id,
+            host=runner.host,
+            pid=runner.pid,
+            role=runner.role,
+            environments=list(runner.environment_names),
+            draining=runner.draining,
+            started_at=runner.started_at,
+            seen_at=runner.seen_at,
+            this_process=runner.runner_id == this_runner,
+        )
+
+
+class RunnerList(BaseModel):
+    """Oldest first."""
+
+    runners: list[RunnerRecord]
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unreachable"]
@@ -313,6 +347,13 @@ OPERATIONS: tuple[Operation, ...] = (
         response=DeployRecord,
         errors=(400, 404, 409, 413, 422, 502),
         body=RollbackRequest,
+    ),
+    Operation(
+        "listRunners",
+        "GET",
+        f"{API_PREFIX}/runners",
+        "The live bot processes on this database and the environments each runs",
+        response=RunnerList,
     ),
     Operation(
         "getHealth",

@@ -49,6 +49,8 @@ from handlers.openapi import (
     HistoryPage,
     LogText,
     Operation,
+    RunnerList,
+    RunnerRecord,
     StatusReport,
 )
 
@@ -130,6 +132,7 @@ def register_routes(app: web.Application, service: DeployService, config: Config
         "getDeployRecord": handle_record,
         "cancelDeploy": handle_cancel,
         "rollbackDeploy": handle_rollback,
+        "listRunners": handle_runners,
         "getHealth": HealthProbe().handle,
         "getOpenApiDocument": serve_document,
     }
@@ -209,6 +212,11 @@ async def handle_rollback(call: ApiRequest) -> web.Response:
         body.deploy_id, user=call.user, reason=body.description, source="api"
     )
     return _respond(DeployRecord.of(deploy), 201)
+
+
+async def handle_runners(call: ApiRequest) -> web.Response:
+    runners = await call.service.runners()
+    return _respond(RunnerList(runners=[RunnerRecord.of(r, call.service.runner_id) for r in runners]))
 
 
 class HealthProbe:

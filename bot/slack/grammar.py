@@ -65,11 +65,26 @@ class RollbackTo:
 
 
 @dataclass(frozen=True)
+class ShowRunners:
+    """`/deploy runners`: the live bot processes and the environments each runs."""
+
+
+@dataclass(frozen=True)
 class ShowHelp:
     pass
 
 
-Command = OpenModal | StartDeploy | ShowHistory | ShowStatus | ShowLogs | CancelDeploy | RollbackTo | ShowHelp
+Command = (
+    OpenModal
+    | StartDeploy
+    | ShowHistory
+    | ShowStatus
+    | ShowLogs
+    | CancelDeploy
+    | RollbackTo
+    | ShowRunners
+    | ShowHelp
+)
 
 
 class UsageError(Exception):
@@ -179,6 +194,11 @@ def _rollback(words: list[_Word], text: str, config: Config, syntax: str) -> Com
     return RollbackTo(deploy_id, reason)
 
 
+def _runners(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    _no_more(words, 1, syntax)
+    return ShowRunners()
+
+
 def _help(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
     return ShowHelp()
 
@@ -196,6 +216,7 @@ GRAMMAR: tuple[Form, ...] = (
     Form("logs", "/deploy logs <id>", "cmd.help.logs", _logs),
     Form("cancel", "/deploy cancel <id>", "cmd.help.cancel", _cancel),
     Form("rollback", "/deploy rollback <id> [reason]", "cmd.help.rollback", _rollback),
+    Form("runners", "/deploy runners", "cmd.help.runners", _runners),
     Form("help", "/deploy help", "cmd.help.help", _help),
 )
 USAGE: list[tuple[str, str]] = [(form.syntax, form.help_key) for form in GRAMMAR]

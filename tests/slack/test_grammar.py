@@ -136,6 +136,7 @@ def test_help_comes_from_the_parser_table(config: Config) -> None:
         "/deploy logs <id>": "logs 3",
         "/deploy cancel <id>": "cancel 3",
         "/deploy rollback <id> [reason]": "rollback 3 why",
+        "/deploy runners": "runners",
         "/deploy help": "help",
     }
     assert set(samples) == {syntax for syntax, _ in rows}
