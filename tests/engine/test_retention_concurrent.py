@@ -97,9 +97,10 @@ async def test_services_running_retention_at_once_clear_each_row_once(make_confi
         # small batches: many transactions each, interleaved between the three
         results = await asyncio.gather(*(s.cleanup(logs_batch=100, records_batch=100) for s in running))
         assert totals(results) == (ROWS, OLD)
-        assert sum(1 for r in results if r.logs_cleared) > 1, (
-            "one service did all the work: nothing ran at once"
-        )
+        if not running[0].db.is_sqlite:  # SQLite's writes take turns: one may well win them all
+            assert sum(1 for r in results if r.logs_cleared) > 1, (
+                "one service did all the work: nothing ran at once"
+            )
         await assert_all_done(running[0].db)
         stamps = await cleared_stamps(running[0].db)
 
