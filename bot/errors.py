@@ -82,3 +82,42 @@ class CommitMissing(DeployError):
 class RepoUnavailable(DeployError):
     code = "repo_unavailable"
     key = "error.repo_unavailable"
+
+
+class EnvironmentLocked(DeployError):
+    code = "environment_locked"
+    key = "error.environment_locked"
+
+
+class NotLocked(DeployError):
+    code = "not_locked"
+    key = "error.not_locked"
+
+
+class LockedByOther(DeployError):
+    """Unlocking someone else's lock without being a manager."""
+
+    code = "locked_by_other"
+    key = "error.locked_by_other"
+
+
+class QueueFull(DeployError):
+    code = "queue_full"
+    key = "error.queue_full"
+
+
+class BranchNotAllowed(DeployError):
+    code = "branch_not_allowed"
+    key = "error.branch_not_allowed"
+
+
+class NotPermitted(DeployError):
+    """Not among those the config lets do this here (deployers, managers, approvers)."""
+
+    code = "forbidden"
+    key = "error.not_permitted"
+
+
+class SelfApproval(DeployError):
+    code = "self_approval"
+    key = "error.self_approval"

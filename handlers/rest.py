@@ -1,6 +1,6 @@
 """The REST API (DESIGN §7) and /healthz on the aiohttp server that also serves Slack.
 
-Each endpoint authenticates, validates its input with the models of handlers/openapi.py, calls the
+Each endpoint authenticates, validates its input with the models of handlers/schemas.py, calls the
 deploy service and renders the answer. Whatever goes wrong becomes `{"error": {"code", "message"}}`
 in one middleware: a `DeployError` with the status from `ERROR_STATUS`, an HTTP error (unknown
 route, wrong method, body too large) with its own status, anything else as a logged 500.
@@ -23,25 +23,33 @@ from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 
 from bot.config import Config
-from bot.deploy.service import DeployService, LogView
+from bot.deploy.queries import LogView
+from bot.deploy.service import DeployService
 from bot.errors import (
     AlreadyFinished,
+    BranchNotAllowed,
     CommitMissing,
     DeployError,
     DeployNotFound,
     DescriptionTooLong,
     EnvironmentBusy,
+    EnvironmentLocked,
     InvalidBranch,
     InvalidInput,
+    LockedByOther,
     NoRunner,
+    NotLocked,
+    NotPermitted,
+    QueueFull,
     RepoUnavailable,
     RollbackNotEligible,
+    SelfApproval,
     UnknownBranch,
     UnknownEnvironment,
 )
 from bot.i18n import CATALOGUES, Text, t
-from handlers import openapi
-from handlers.openapi import (
+from handlers import openapi, schemas
+from handlers.schemas import (
     DeployRecord,
     ErrorDetail,
     ErrorResponse,
@@ -67,6 +75,13 @@ ERROR_STATUS: dict[type[DeployError], int] = {
     EnvironmentBusy: 409,
     AlreadyFinished: 409,
     NoRunner: 409,
+    EnvironmentLocked: 409,
+    QueueFull: 409,
+    BranchNotAllowed: 409,
+    NotLocked: 404,
+    LockedByOther: 403,
+    NotPermitted: 403,
+    SelfApproval: 403,
     RollbackNotEligible: 422,
     CommitMissing: 422,
     RepoUnavailable: 502,
@@ -97,7 +112,7 @@ FIELD_PROBLEMS: dict[str, str] = {
     "enum": "api.field.choice",
 }
 
-SERVED_PATHS = (openapi.API_PREFIX + "/", "/healthz")
+SERVED_PATHS = (schemas.API_PREFIX + "/", "/healthz")
 HEALTH_TIMEOUT = 5.0
 HEALTH_CACHE_SECONDS = 1.0
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="deploybot"'}
@@ -147,7 +162,7 @@ def register_routes(app: web.Application, service: DeployService, config: Config
 
 
 async def handle_trigger(call: ApiRequest) -> web.Response:
-    body: openapi.TriggerRequest = call.body
+    body: schemas.TriggerRequest = call.body
     deploy = await call.service.trigger(
         body.environment,
         body.branch,
@@ -186,7 +201,7 @@ async def handle_logs(call: ApiRequest) -> web.Response:
 
 
 async def handle_history(call: ApiRequest) -> web.Response:
-    query: openapi.HistoryQuery = call.query
+    query: schemas.HistoryQuery = call.query
     page = await call.service.history(
         query.environment, query.status.value if query.status else None, query.page, query.page_size
     )
@@ -207,7 +222,7 @@ async def handle_cancel(call: ApiRequest) -> web.Response:
 
 
 async def handle_rollback(call: ApiRequest) -> web.Response:
-    body: openapi.RollbackRequest = call.body
+    body: schemas.RollbackRequest = call.body
     deploy = await call.service.rollback(
         body.deploy_id, user=call.user, reason=body.description, source="api"
     )

@@ -35,6 +35,9 @@ from sqlalchemy.sql.functions import FunctionElement
 
 
 class Status(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waits for its time (DESIGN §10)
+    QUEUED = "queued"  # waits for its environment to free
+    AWAITING_APPROVAL = "awaiting_approval"  # waits for a second pair of eyes (DESIGN §9)
     PENDING = "pending"
     RUNNING = "running"
     SUCCESS = "success"
@@ -43,19 +46,39 @@ class Status(enum.StrEnum):
 
     @property
     def is_active(self) -> bool:
-        return self in ACTIVE_STATUSES
+        """Not finished: waiting, holding its environment or running."""
+        return self not in FINISHED_STATUSES
 
     @property
     def is_finished(self) -> bool:
-        return not self.is_active
+        return self in FINISHED_STATUSES
+
+    @property
+    def holds_environment(self) -> bool:
+        return self in HOLDING_STATUSES
+
+    @property
+    def is_leased(self) -> bool:
+        return self in LEASED_STATUSES
 
 
-ACTIVE_STATUSES = frozenset({Status.PENDING, Status.RUNNING})
 FINISHED_STATUSES = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
+# The two predicates of DESIGN §9, written once (the SQL forms are below): a deploy that holds its
+# environment (one at a time, enforced by a unique index), and one that has an owner or is waiting
+# to be claimed by one, within a lease: only those can be reaped. Queued and scheduled deploys hold
+# nothing; a deploy awaiting approval holds its environment but has no lease.
+HOLDING_STATUSES = frozenset({Status.AWAITING_APPROVAL, Status.PENDING, Status.RUNNING})
+LEASED_STATUSES = frozenset({Status.PENDING, Status.RUNNING})
+WAITING_STATUSES = frozenset({Status.SCHEDULED, Status.QUEUED})
+ACTIVE_STATUSES = frozenset(Status) - FINISHED_STATUSES
 
 # Every allowed move. A pending deploy may fail or be cancelled before its script starts
-# (commit gone, spawn error, cancel, crash); nothing leaves a finished state.
+# (commit gone, spawn error, cancel, crash); a waiting one starts, waits for approval or is
+# cancelled (also: missed, rejected, approval expired); nothing leaves a finished state.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.SCHEDULED: frozenset({Status.QUEUED, Status.AWAITING_APPROVAL, Status.PENDING, Status.CANCELLED}),
+    Status.QUEUED: frozenset({Status.AWAITING_APPROVAL, Status.PENDING, Status.CANCELLED}),
+    Status.AWAITING_APPROVAL: frozenset({Status.PENDING, Status.CANCELLED}),
     Status.PENDING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
     Status.RUNNING: frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED}),
     Status.SUCCESS: frozenset(),
@@ -144,13 +167,20 @@ NAMING = {
 }
 
 
+# 'awaiting_approval' is 17 characters. SQLite ignores a VARCHAR's length, and widening it there would
+# rebuild the table (migration 0009): its declaration stays as it was.
+STATUS_TYPE = String(20).with_variant(String(16), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-# The predicate of the partial indexes on active deploys. A query meant to use them must say it in
-# these very words (with literals, not bound parameters), or SQLite cannot tell that they apply.
-ACTIVE_SQL = text("status IN ('pending', 'running')")
+# The predicates of the partial indexes. A query meant to use one must say it in these very words
+# (with literals, not bound parameters), or SQLite cannot tell that the index applies.
+HOLDS_SQL = text("status IN ('awaiting_approval', 'pending', 'running')")  # holds its environment
+LEASED_SQL = text("status IN ('pending', 'running')")  # has an owner (or awaits one), can be reaped
+WAITING_SQL = text("status IN ('scheduled', 'queued')")  # waits for its time or its environment
 
 
 class Deploy(Base):
@@ -160,7 +190,7 @@ class Deploy(Base):
     environment: Mapped[str] = mapped_column(String(64))
     branch: Mapped[str] = mapped_column(String(255))
     commit_hash: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value)
+    status: Mapped[str] = mapped_column(STATUS_TYPE, default=Status.PENDING.value)
     deployed_by: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
     logs: Mapped[str | None] = mapped_column(Text)
@@ -195,18 +225,32 @@ class Deploy(Base):
     # clock, it holds it: renewed every few seconds, or the deploy is reaped
     runner_id: Mapped[str | None] = mapped_column(String(512))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # governance and automation (DESIGN §9, §10)
+    approved_by: Mapped[str | None] = mapped_column(String(255))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    forced_by: Mapped[str | None] = mapped_column(String(255))  # a manager's --force, with its reason
+    force_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        # The database itself keeps one pending/running deploy per environment, across processes.
+        # The database itself keeps one deploy holding each environment, across processes.
         Index(
             "uq_deploy_history_active_environment",
             "environment",
             unique=True,
-            sqlite_where=ACTIVE_SQL,
-            postgresql_where=ACTIVE_SQL,
+            sqlite_where=HOLDS_SQL,
+            postgresql_where=HOLDS_SQL,
         ),
-        # The few active deploys among millions, for the reaper, the heartbeat and start-up.
-        Index("ix_deploy_history_active", "id", sqlite_where=ACTIVE_SQL, postgresql_where=ACTIVE_SQL),
+        # The few leased deploys among millions, for the reaper, the heartbeat and start-up.
+        Index("ix_deploy_history_active", "id", sqlite_where=LEASED_SQL, postgresql_where=LEASED_SQL),
+        # The waiting ones (queued, scheduled), for the jobs that start them.
+        Index(
+            "ix_deploy_history_waiting",
+            "environment",
+            "id",
+            sqlite_where=WAITING_SQL,
+            postgresql_where=WAITING_SQL,
+        ),
         # A Slack delivery retried or a button clicked twice carries the same key: one deploy.
         Index("uq_deploy_history_request_key", "request_key", unique=True),
         # History filters: newest first, optionally by environment and/or status.
@@ -260,6 +304,41 @@ class Runner(Base):
         return tuple(name for name in self.environments.split(",") if name)
 
 
+class EnvironmentLock(Base):
+    """An environment locked by one person (DESIGN §9): only they may deploy there until it ends."""
+
+    __tablename__ = "environment_locks"
+
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the DM before expiry, sent once
+
+    __table_args__ = (Index("ix_environment_locks_expires_at", "expires_at"),)
+
+
+class AuditEvent(Base):
+    """Who did what, where and when: locks, unlocks, forces, approvals, rejections, gate answers,
+    cancels, and attempts the config refused (DESIGN §9)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=db_now())
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    environment: Mapped[str | None] = mapped_column(String(64))
+    deploy_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("ix_audit_events_environment", "environment", "id"),
+        Index("ix_audit_events_at", "at"),
+    )
+
+
 class DeployCount(Base):
     """How many live (not soft-deleted) deploys each (environment, status) has: the totals of
     history pages without counting rows. Kept by database triggers (migration 0004), never by code."""
@@ -267,5 +346,5 @@ class DeployCount(Base):
     __tablename__ = "deploy_counts"
 
     environment: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(STATUS_TYPE, primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger)

@@ -18,9 +18,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
-    ACTIVE_SQL,
-    ACTIVE_STATUSES,
     FINISHED_STATUSES,
+    HOLDS_SQL,
+    LEASED_SQL,
+    LEASED_STATUSES,
     Deploy,
     DeployCount,
     LogChunk,
@@ -30,7 +31,7 @@ from storage.models import (
     sources_of,
 )
 
-_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+_LEASED = [s.value for s in LEASED_STATUSES]
 _FINISHED = [s.value for s in FINISHED_STATUSES]
 
 
@@ -108,12 +109,12 @@ async def get_by_request_key(session: AsyncSession, key: str) -> Deploy | None:
 
 
 async def active_deploy(session: AsyncSession, environment: str) -> Deploy | None:
-    query = select(Deploy).where(Deploy.environment == environment, ACTIVE_SQL)
+    query = select(Deploy).where(Deploy.environment == environment, HOLDS_SQL)
     return (await session.execute(query)).scalars().first()
 
 
 async def active_deploys(session: AsyncSession) -> list[Deploy]:
-    query = select(Deploy).where(ACTIVE_SQL).order_by(Deploy.id)
+    query = select(Deploy).where(LEASED_SQL).order_by(Deploy.id)
     return list((await session.execute(query)).scalars())
 
 
@@ -125,7 +126,7 @@ def lease_expiry(lease_seconds: float) -> ColumnElement:
 
 
 def _owned_by(runner_id: str) -> ColumnElement:
-    return (Deploy.runner_id == runner_id) & Deploy.status.in_(_ACTIVE)
+    return (Deploy.runner_id == runner_id) & Deploy.status.in_(_LEASED)
 
 
 async def transition(
@@ -206,7 +207,7 @@ async def request_cancel(session: AsyncSession, deploy_id: int, user: str) -> bo
     """Flag an active deploy for cancellation; the process that owns it acts on the flag."""
     result = await session.execute(
         update(Deploy)
-        .where(Deploy.id == deploy_id, Deploy.status.in_(_ACTIVE))
+        .where(Deploy.id == deploy_id, Deploy.status.in_(_LEASED))
         .values(cancel_requested_by=user)
     )
     return result.rowcount == 1
@@ -236,7 +237,7 @@ async def heartbeat(
 
 async def stale_deploys(session: AsyncSession, lease_seconds: float) -> list[Deploy]:
     """Active deploys whose lease expired by the database's clock."""
-    query = select(Deploy).where(ACTIVE_SQL, lease_expiry(lease_seconds) < db_now())
+    query = select(Deploy).where(LEASED_SQL, lease_expiry(lease_seconds) < db_now())
     return list((await session.execute(query.order_by(Deploy.id))).scalars())
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ACTIVE_SQL, Deploy, Runner, Status, db_now, seconds_after
+from storage.models import LEASED_SQL, Deploy, Runner, Status, db_now, seconds_after
 
 CLAIM_BATCH = 20
 
@@ -74,7 +74,7 @@ async def unclaimed(session: AsyncSession, environments: Collection[str]) -> lis
     query = (
         select(Deploy.id)
         .where(
-            ACTIVE_SQL,
+            LEASED_SQL,
             Deploy.status == Status.PENDING.value,
             Deploy.runner_id.is_(None),
             Deploy.environment.in_(list(environments)),

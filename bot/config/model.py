@@ -89,6 +89,9 @@ class BotSettings(_Strict):
     reaper_interval_seconds: float = Field(default=2.0, gt=0)
     cancel_grace_seconds: float = Field(default=10.0, ge=0)
     drain_timeout_minutes: float = Field(default=30.0, ge=0)  # SIGTERM: running deploys get this long
+    # may --force past a freeze or a branch rule, unlock others' locks, cancel anyone's deploy;
+    # empty: every admin
+    managers: tuple[str, ...] = ()
     run_as: str = ""  # "user[:group]" scripts run under; empty: the bot's own account
 
     @model_validator(mode="before")
@@ -143,6 +146,16 @@ class Environment(_Strict):
     commit_url: str = ""
     secrets: tuple[str, ...] = ()  # variables passed to this script only (from NAME or NAME_FILE)
     run_as: str | None = None  # None: [bot] run_as; "": the bot's own account
+    # governance (DESIGN §9); an empty list means its default (every admin; any branch)
+    deployers: tuple[str, ...] = ()  # user ids (or api:<token name>) who may deploy, roll back, lock
+    allowed_branches: tuple[str, ...] = ()  # glob patterns, e.g. "main", "release/*", "v*"
+    queue_limit: int = Field(default=5, ge=1, le=100)
+    approval: Literal["none", "required"] = "none"
+    approvers: tuple[str, ...] = ()
+    approval_timeout_minutes: float = Field(default=30.0, gt=0)
+    approval_for_rollback: bool = True
+    compare_url: str = ""  # "https://…/compare/{from}...{to}"
+    gate_timeout_minutes: float = Field(default=60.0, gt=0)
 
     # Resolved at start-up by `loading`; never printed (not in repr), never read from the file.
     _secret_env: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -167,6 +180,20 @@ class Environment(_Strict):
     def _valid_commit_url(cls, value: str) -> str:
         if value and "{commit}" not in value:
             raise ValueError("must contain {commit}")
+        return value
+
+    @field_validator("compare_url")
+    @classmethod
+    def _valid_compare_url(cls, value: str) -> str:
+        if value and ("{from}" not in value or "{to}" not in value):
+            raise ValueError("must contain {from} and {to}")
+        return value
+
+    @field_validator("allowed_branches")
+    @classmethod
+    def _valid_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not pattern.strip() for pattern in value):
+            raise ValueError("a branch pattern cannot be empty")
         return value
 
     def resolved(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from bot.aio import cancelling, wait_event
 from bot.deploy.identity import RunnerId
@@ -44,6 +44,7 @@ class Cluster:
         lease_seconds: float,
         on_claimed: Callable[[Deploy], None],
         on_cancel: Callable[[int], None],
+        on_tick: Callable[[], Awaitable[None]],
     ) -> None:
         self.db = db
         self.runner = runner
@@ -55,6 +56,7 @@ class Cluster:
         self.lease_seconds = lease_seconds
         self._on_claimed = on_claimed
         self._on_cancel = on_cancel
+        self._on_tick = on_tick  # the queue: started here, claimed like any unowned deploy
         self.draining = False
         self._wake_claims = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -79,6 +81,10 @@ class Cluster:
             asyncio.create_task(self._present(), name="deploybot-presence"),
             asyncio.create_task(self._claim_loop(), name="deploybot-claims"),
         ]
+
+    def wake(self) -> None:
+        """Look for work now (a deploy was queued or ended here)."""
+        self._wake_claims.set()
 
     def drain(self) -> None:
         """Claim nothing more; other processes see this one as draining at its next renewal."""
@@ -152,10 +158,10 @@ class Cluster:
         while True:
             await wait_event(self._wake_claims, CLAIM_POLL_SECONDS)
             self._wake_claims.clear()
-            if not self.claiming:
-                continue
             try:
-                await self.claim()
+                await self._on_tick()
+                if self.claiming:
+                    await self.claim()
             except Exception as exc:
                 if cancelling():
                     raise asyncio.CancelledError from exc

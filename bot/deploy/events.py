@@ -34,6 +34,12 @@ class DeployCreated(DeployEvent):
 
 
 @dataclass(frozen=True)
+class DeployQueued(DeployEvent):
+    """A deploy waits in its environment's queue (it holds nothing yet). Whichever process starts
+    it later hands it to a process that runs it, which announces it with DeployCreated."""
+
+
+@dataclass(frozen=True)
 class DeployStarted(DeployEvent):
     """The script is running."""
 

@@ -13,67 +13,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
 from bot.config import Config, Environment
-from bot.deploy import git
+from bot.deploy import git, policy, queue
 from bot.deploy.cluster import Cluster
-from bot.deploy.events import DeployCreated, EventBus
+from bot.deploy.events import DeployCreated, DeployFinished, DeployQueued, EventBus
 from bot.deploy.execution import DeployExecution, run_spec
+from bot.deploy.governance import Rules
 from bot.deploy.identity import RunnerId
 from bot.deploy.leases import Leases
-from bot.deploy.progress import estimate_seconds
+from bot.deploy.queries import DeployQueries
 from bot.errors import (
     AlreadyFinished,
     CommitMissing,
-    DeployNotFound,
     DescriptionTooLong,
     EnvironmentBusy,
     InvalidInput,
     NoRunner,
+    NotPermitted,
     RepoUnavailable,
     RollbackNotEligible,
     UnknownBranch,
-    UnknownEnvironment,
 )
 from bot.i18n import Text, t
+from storage import audit
 from storage import repository as repo
 from storage.db import Database
-from storage.models import Deploy, Runner, Status, utcnow
-from storage.repository import LogSlice, Page
+from storage.models import Deploy, Runner, Status
 
 log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION = 2000
 INSERT_ATTEMPTS = 3  # a lost insert race is retried when the winner has already finished
-MAX_PAGE_SIZE = 100
-MAX_LOG_READ = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class LogView:
-    deploy: Deploy
-    data: bytes
-    offset: int
-    next_offset: int
-    complete: bool
-
-    @property
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
-
-
-@dataclass(frozen=True)
-class CleanupResult:
-    logs_cleared: int
-    records_deleted: int
-
-
-class DeployService:
+class DeployService(DeployQueries):
     def __init__(
         self,
         config: Config,
@@ -115,7 +91,10 @@ class DeployService:
             lease_seconds=config.bot.lease_seconds,
             on_claimed=self._claimed,
             on_cancel=self._cancel_signalled,
+            on_tick=self._start_queued,
         )
+        self.rules = Rules(config, db)
+        self.dequeuer = queue.Dequeuer(config, db, self._commit_of, config.bot.lease_seconds)
 
     # --- lifecycle of the service itself -------------------------------------------------------
 
@@ -155,12 +134,6 @@ class DeployService:
 
     # --- actions -------------------------------------------------------------------------------
 
-    def resolve_environment(self, name: str | None) -> Environment:
-        env = self.config.environment(name or "")
-        if env is None:
-            raise UnknownEnvironment(name=(name or "")[:64], choices=", ".join(self.config.environments))
-        return env
-
     async def trigger(
         self,
         environment: str,
@@ -173,11 +146,15 @@ class DeployService:
         source: str = "slack",
         channel: str | None = None,
         request_key: str | None = None,
+        queue: bool = False,
+        force: str | None = None,
         _commit: str | None = None,
         _rollback_of: int | None = None,
     ) -> Deploy:
         """Start a deploy, here when this process runs its environment, else by handing it to a
-        process that does. With a `request_key` seen before, returns that deploy instead."""
+        process that does; with `queue`, a busy environment queues it instead of refusing. `force`
+        (a manager's reason) passes a branch rule. With a `request_key` seen before, returns that
+        deploy instead."""
         env = self.resolve_environment(environment)
         branch = git.check_branch((branch or env.default_branch).strip())
         description = (description or "").strip()
@@ -187,15 +164,17 @@ class DeployService:
             raise InvalidInput(detail="description: NUL")
         if request_key and (seen := await self._by_request_key(request_key)):
             return seen
-        await self._refuse_if_busy(env)
+        forced = await self.rules.check_deploy(
+            env, user=user, branch=branch, force=force, rollback=_rollback_of is not None
+        )
+        holder = await self.active(env.name)
+        if holder is not None and not queue:
+            raise self._busy(env, holder)
         here = self.cluster.runs(env.name)
         if not here and not await self.cluster.someone_runs(env.name):
             raise NoRunner(environment=env.display)
-        commit = _commit or await self._resolve_commit(env, branch)
         row = dict(
-            environment=env.name,
             branch=branch,
-            commit_hash=commit,
             deployed_by=user,
             description=description,
             skip_build=skip_build,
@@ -204,8 +183,18 @@ class DeployService:
             slack_channel=channel,
             request_key=request_key,
             rollback_of=_rollback_of,
+            forced_by=user if forced else None,
+            force_reason=forced,
         )
+        commit = _commit
         for attempt in range(INSERT_ATTEMPTS):
+            if holder is not None:  # busy, and asked to queue: the commit is resolved when it starts
+                deploy = await self._enqueue(env, user, forced, commit_hash=commit, **row)
+                if deploy is not None:
+                    return deploy
+                continue  # it freed meanwhile: start it now
+            if commit is None:
+                commit = await self._resolve_commit(env, branch)
             try:
                 async with self.db.session() as session:
                     # Leased from the start, to this process (no other reaps it while it spawns) or
@@ -214,8 +203,15 @@ class DeployService:
                         session,
                         runner_id=self.runner_id if here else None,
                         lease_seconds=self.config.bot.lease_seconds,
+                        environment=env.name,
+                        commit_hash=commit,
                         **row,
                     )
+                    if forced:
+                        await audit.record(
+                            session, actor=user, action="force", environment=env.name,
+                            deploy_id=deploy.id, detail=forced,
+                        )  # fmt: skip
                     if not here:
                         await self.cluster.announce_pending(session)
                 break
@@ -224,7 +220,9 @@ class DeployService:
                 # When its deploy already ended in between, the environment is free again: retry.
                 if request_key and (seen := await self._by_request_key(request_key)):
                     return seen
-                await self._refuse_if_busy(env)
+                holder = await self.active(env.name)
+                if holder is not None and not queue:
+                    raise self._busy(env, holder) from None
                 if attempt == INSERT_ATTEMPTS - 1:
                     raise
         if here:  # else its owner tells, once it claims it
@@ -279,12 +277,44 @@ class DeployService:
                 raise CommitMissing(commit=target.short_commit, environment=env.name, deploy_id=target.id)
 
     async def cancel(self, deploy_id: int, *, user: str) -> Deploy:
+        """Cancel a deploy: one that waits (queued, scheduled, awaiting approval) ends here and
+        now; one that runs is stopped by its owner, wherever it runs. Anyone's own, or anyone's for
+        a manager; audited."""
         deploy = await self.get(deploy_id)
         if deploy.state.is_finished:
             raise AlreadyFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
+        env = self.config.environments.get(deploy.environment)
+        if not policy.may_cancel(self.config, user, deploy.deployed_by):
+            if env is not None:
+                await self.rules.refused(env, user, f"cancel #{deploy.id}")
+            raise NotPermitted(
+                environment=env.display if env else deploy.environment, action=Text("action.cancel")
+            )
+        if not deploy.state.is_leased:
+            message = t(self.locale, "outcome.cancelled", user=user)
+            async with self.db.session() as session:
+                ended = await repo.transition(
+                    session, deploy_id, Status.CANCELLED, cancelled_by=user, error_message=message
+                )
+                if ended:
+                    await audit.record(
+                        session,
+                        actor=user,
+                        action="cancel",
+                        environment=deploy.environment,
+                        deploy_id=deploy_id,
+                    )
+            if ended:
+                await self.events.publish(deploy_id, DeployFinished)
+                return await self.get(deploy_id)
+            # it moved on meanwhile (it started, or was approved): cancel it as a running one
         execution = self._executions.get(deploy_id)
         async with self.db.session() as session:
             flagged = await repo.request_cancel(session, deploy_id, user)
+            if flagged:
+                await audit.record(
+                    session, actor=user, action="cancel", environment=deploy.environment, deploy_id=deploy_id
+                )
             if flagged and execution is None:  # another process owns it (or will): tell it now
                 await self.cluster.announce_cancel(session, deploy_id)
         if not flagged:
@@ -294,86 +324,9 @@ class DeployService:
             execution.cancel(user)
         return await self.get(deploy_id)
 
-    # --- queries -------------------------------------------------------------------------------
-
-    async def get(self, deploy_id: int) -> Deploy:
-        async with self.db.session() as session:
-            deploy = await repo.get_deploy(session, deploy_id)
-        if deploy is None:
-            raise DeployNotFound(deploy_id=deploy_id)
-        return deploy
-
-    async def history(
-        self,
-        environment: str | None = None,
-        status: str | None = None,
-        page: int = 1,
-        page_size: int = 20,
-    ) -> Page:
-        env = self.resolve_environment(environment).name if environment else None
-        try:
-            state = Status(status) if status else None
-        except ValueError:
-            raise InvalidInput(
-                detail=f"status: {status[:32]} ({', '.join(s.value for s in Status)})"
-            ) from None
-        if page < 1:
-            raise InvalidInput(detail="page >= 1")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise InvalidInput(detail=f"page_size 1..{MAX_PAGE_SIZE}")
-        async with self.db.session() as session:
-            return await repo.history(session, environment=env, status=state, page=page, page_size=page_size)
-
-    async def logs(self, deploy_id: int, offset: int = 0, limit: int = MAX_LOG_READ) -> LogView:
-        if offset < 0:
-            raise InvalidInput(detail="offset >= 0")
-        limit = max(1, min(limit, MAX_LOG_READ))
-        async with self.db.session() as session:
-            deploy = await repo.get_deploy(session, deploy_id)
-            if deploy is None:
-                raise DeployNotFound(deploy_id=deploy_id)
-            piece: LogSlice = await repo.read_log(session, deploy, offset, limit)
-        complete = deploy.state.is_finished and piece.next_offset >= piece.size
-        return LogView(deploy, piece.data, offset, piece.next_offset, complete)
-
-    async def iter_log(self, deploy_id: int) -> AsyncIterator[bytes]:
-        offset = 0
-        while True:
-            view = await self.logs(deploy_id, offset)
-            if view.data:
-                yield view.data
-            if not view.data or view.next_offset >= view.deploy.log_size:
-                return
-            offset = view.next_offset
-
-    async def log_tail(self, deploy_id: int, max_bytes: int = 64 * 1024) -> LogView:
-        deploy = await self.get(deploy_id)
-        size = deploy.log_size or len((deploy.logs or "").encode())
-        return await self.logs(deploy_id, max(0, size - max_bytes), max_bytes)
-
-    async def last_success(self, environment: str) -> Deploy | None:
-        async with self.db.session() as session:
-            return await repo.last_success(session, environment)
-
-    async def rollback_target_for(self, deploy: Deploy) -> Deploy | None:
-        """The version that was live before `deploy`: the previous successful deploy of its
-        environment with a different commit."""
-        async with self.db.session() as session:
-            return await repo.last_success(
-                session, deploy.environment, before_id=deploy.id, other_than=deploy.commit_hash
-            )
-
     async def runners(self) -> list[Runner]:
         """The live processes on this database, and the environments each runs."""
         return await self.cluster.live()
-
-    async def active(self, environment: str) -> Deploy | None:
-        async with self.db.session() as session:
-            return await repo.active_deploy(session, environment)
-
-    async def estimate(self, environment: str) -> float | None:
-        async with self.db.session() as session:
-            return estimate_seconds(await repo.recent_durations(session, environment))
 
     async def attach_message(self, deploy_id: int, channel: str, ts: str) -> None:
         """Remember the Slack card of a deploy so any process can update it."""
@@ -387,44 +340,39 @@ class DeployService:
         logs kept, whichever process owned them (see bot/deploy/leases.py)."""
         return await self.leases.reap()
 
-    async def cleanup(
-        self, *, logs_batch: int = repo.LOGS_BATCH, records_batch: int = repo.RECORDS_BATCH
-    ) -> CleanupResult:
-        """Retention: clear old logs, soft-delete old records, a batch per transaction so the
-        database keeps answering other requests meanwhile. Every process may run it at once:
-        each row is changed, and counted, by one of them."""
-        now = utcnow()
-        logs_cutoff = now - timedelta(days=self.config.retention.logs_days)
-        records_cutoff = now - timedelta(days=self.config.retention.records_days)
-        cleared = deleted = 0
-        after: int | None = 0
-        while after is not None:
-            async with self.db.session(background=True) as session:
-                done, after = await repo.clear_logs_before(
-                    session, logs_cutoff, after_id=after, batch=logs_batch
-                )
-            cleared += done
-        after = 0
-        while after is not None:
-            async with self.db.session(background=True) as session:
-                done, after = await repo.soft_delete_before(
-                    session, records_cutoff, after_id=after, batch=records_batch
-                )
-            deleted += done
-        return CleanupResult(cleared, deleted)
-
     # --- internals -----------------------------------------------------------------------------
 
     async def _by_request_key(self, key: str) -> Deploy | None:
         async with self.db.session() as session:
             return await repo.get_by_request_key(session, key)
 
-    async def _refuse_if_busy(self, env: Environment) -> None:
-        running = await self.active(env.name)
-        if running is not None:
-            raise EnvironmentBusy(
-                environment=env.display, deploy_id=running.id, branch=running.branch, user=running.deployed_by
-            )
+    @staticmethod
+    def _busy(env: Environment, holder: Deploy) -> EnvironmentBusy:
+        return EnvironmentBusy(
+            environment=env.display, deploy_id=holder.id, branch=holder.branch, user=holder.deployed_by
+        )
+
+    async def _enqueue(self, env: Environment, user: str, forced: str | None, **row) -> Deploy | None:
+        """A queued deploy; None when the environment freed meanwhile (start it instead)."""
+        async with self.db.session() as session:
+            if await repo.active_deploy(session, env.name) is None:
+                return None
+            deploy = await queue.enqueue(session, limit=env.queue_limit, environment=env.name, **row)
+            if forced:
+                await audit.record(
+                    session,
+                    actor=user,
+                    action="force",
+                    environment=env.name,
+                    deploy_id=deploy.id,
+                    detail=forced,
+                )
+        self.events.emit(DeployQueued(deploy))
+        self.cluster.wake()  # it may be startable already (the holder ended meanwhile)
+        return deploy
+
+    async def queue_position(self, deploy: Deploy) -> int:
+        return await queue.position(self.db, deploy)
 
     async def _resolve_commit(self, env: Environment, branch: str) -> str | None:
         if not env.repo:
@@ -469,6 +417,13 @@ class DeployService:
             return
         self.events.emit(DeployCreated(deploy))
         self._launch(deploy, env)
+
+    async def _commit_of(self, environment: str, branch: str) -> str | None:
+        return await self._resolve_commit(self.resolve_environment(environment), branch)
+
+    async def _start_queued(self) -> None:
+        """Start what waits in the queue of each free environment (any process may)."""
+        await self.dequeuer.run()  # each started one is claimed (and announced) like any handed over
 
     def _cancel_signalled(self, deploy_id: int) -> None:
         """Another process was asked to cancel a deploy: if it is ours, act now, not at the next

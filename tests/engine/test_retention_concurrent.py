@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from bot.config import Config
-from bot.deploy.service import CleanupResult, DeployService
+from bot.deploy.queries import CleanupResult
+from bot.deploy.service import DeployService
 from bot.i18n import t
 from storage.db import Database
 from storage.models import Deploy, LogChunk, utcnow

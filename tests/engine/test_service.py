@@ -271,22 +271,22 @@ async def test_a_lost_insert_race_retries_when_the_winner_has_finished(make_conf
     async with _service(config) as service:
         checks = 0
         rival: list[int] = []
-        real_check = service._refuse_if_busy
+        real_check = service.active
 
-        async def racing_check(env):
+        async def racing_check(environment):
             nonlocal checks
             checks += 1
             async with service.db.session() as session:
                 if checks == 1:  # another bot inserts right after our check
                     row = await repo.insert_deploy(
-                        session, environment=env.name, branch="main", deployed_by="U0OTHER01"
+                        session, environment=environment, branch="main", deployed_by="U0OTHER01"
                     )
                     rival.append(row.id)
                 elif checks == 2:  # ... and its deploy ends before we look again
                     await repo.transition(session, rival[0], Status.FAILED, error_message="boom")
-            return None if checks == 1 else await real_check(env)
+            return None if checks == 1 else await real_check(environment)
 
-        service._refuse_if_busy = racing_check
+        service.active = racing_check
         deploy = await service.trigger("production", "main", user=ADMIN)
         assert deploy.id != rival[0] and checks == 2
         done = await wait_for_status(service, deploy.id, Status.SUCCESS)

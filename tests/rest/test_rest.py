@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 from bot import errors
 from bot.app.runtime import create_web_app, start_runtime
 from bot.deploy.events import DeployCreated
-from bot.deploy.service import DeployService, LogView
-from handlers import openapi
+from bot.deploy.queries import LogView
+from bot.deploy.service import DeployService
+from handlers import openapi, schemas
 from handlers.rest import ERROR_STATUS, register_routes, status_of, token_name, whole_characters
 from storage import repository as repo
 from storage.db import Database
@@ -487,7 +488,7 @@ def test_token_lookup():
 async def test_health_and_document_need_no_token(api):
     response, body = await api.get("/healthz", auth=False)
     assert response.status == 200 and body == {"status": "ok", "database": "ok"}
-    response, document = await api.get(f"{openapi.API_PREFIX}/openapi.json", auth=False)
+    response, document = await api.get(f"{schemas.API_PREFIX}/openapi.json", auth=False)
     assert response.status == 200 and document["openapi"] == "3.1.0"
     routes = {
         (route.method, route.resource.canonical)
@@ -540,7 +541,7 @@ async def test_http_errors_and_bugs_are_json(make_config, caplog):
         raise RuntimeError("a bug with a secret in it")
 
     def add_broken(app: web.Application) -> None:
-        app.router.add_get(f"{openapi.API_PREFIX}/broken", broken)
+        app.router.add_get(f"{schemas.API_PREFIX}/broken", broken)
 
     async with serving(make_config(environ=ENVIRON), app_hook=add_broken) as api:
         response, body = await api.get(f"{API}/nothing-here")
@@ -552,7 +553,7 @@ async def test_http_errors_and_bugs_are_json(make_config, caplog):
         assert response.status == 405
         response, body = await api.post(f"{API}/trigger", data=b"x" * (2 * 1024 * 1024))
         assert (response.status, body["error"]["code"]) == (413, "payload_too_large")
-        response, body = await api.get(f"{openapi.API_PREFIX}/broken")
+        response, body = await api.get(f"{schemas.API_PREFIX}/broken")
         assert (response.status, body["error"]["code"]) == (500, "internal_error")
         assert "secret" not in body["error"]["message"]
         assert "a bug with a secret in it" in caplog.text

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.deploy.service import DeployService
-from handlers import openapi
+from handlers import openapi, schemas
 from storage.db import Database
 from tests.rest.test_rest import ENVIRON, Api, iso_utc, serving
 
-RUNNERS = f"{openapi.API_PREFIX}/runners"
+RUNNERS = f"{schemas.API_PREFIX}/runners"
 
 
 @pytest.fixture

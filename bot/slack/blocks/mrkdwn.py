@@ -16,6 +16,9 @@ from bot.i18n import t
 from storage.models import Deploy, Status
 
 EMOJI = {
+    Status.SCHEDULED: ":alarm_clock:",
+    Status.QUEUED: ":busstop:",
+    Status.AWAITING_APPROVAL: ":raised_hand:",
     Status.PENDING: ":hourglass:",
     Status.RUNNING: ":hourglass_flowing_sand:",
     Status.SUCCESS: ":white_check_mark:",

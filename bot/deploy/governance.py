@@ -1,0 +1,68 @@
+"""The rules a deploy must pass before anything is written (DESIGN §9): who may deploy where, which
+branches an environment takes, and its lock. A refusal is a `DeployError` and an audit row; a
+manager's `--force` past a branch rule is let through and audited."""
+
+from __future__ import annotations
+
+from bot.config import Config, Environment
+from bot.deploy import policy
+from bot.errors import BranchNotAllowed, EnvironmentLocked, InvalidInput, NotPermitted
+from bot.i18n import Text
+from storage import audit, locks
+from storage.db import Database
+from storage.models import EnvironmentLock
+
+MAX_FORCE_REASON = 500
+
+
+class Rules:
+    def __init__(self, config: Config, db: Database) -> None:
+        self.config = config
+        self.db = db
+
+    async def check_deploy(
+        self, env: Environment, *, user: str, branch: str, force: str | None, rollback: bool
+    ) -> str | None:
+        """Refuse what the config does not allow `user` here; returns the force reason when a
+        manager's --force was needed (and so used), else None."""
+        if force is not None:
+            force = force.strip()
+            if not force or len(force) > MAX_FORCE_REASON or "\x00" in force:
+                raise InvalidInput(detail=Text("reason.force_reason", {"limit": MAX_FORCE_REASON}))
+        if not policy.may_deploy(env, user):
+            await self.refused(env, user, "deploy")
+            raise NotPermitted(environment=env.display, action=Text("action.deploy"))
+        used_force = None
+        if not rollback and not policy.branch_allowed(env, branch):
+            if force is not None and policy.is_manager(self.config, user):
+                used_force = force
+            else:
+                await self.refused(env, user, f"branch {branch}")
+                raise BranchNotAllowed(
+                    environment=env.display, branch=branch, patterns=", ".join(env.allowed_branches)
+                )
+        if force is not None and not policy.is_manager(self.config, user):
+            raise NotPermitted(environment=env.display, action=Text("action.force"))
+        await self.check_lock(env, user)
+        return used_force
+
+    async def check_lock(self, env: Environment, user: str) -> None:
+        """Only the holder deploys in a locked environment."""
+        async with self.db.session() as session:
+            lock = await locks.current(session, env.name)
+        if lock is not None and lock.holder != user:
+            await self.refused(env, user, f"locked by {lock.holder}")
+            raise locked(env, lock)
+
+    async def refused(self, env: Environment, user: str, what: str) -> None:
+        async with self.db.session(background=True) as session:
+            await audit.record(session, actor=user, action="refused", environment=env.name, detail=what)
+
+
+def locked(env: Environment, lock: EnvironmentLock) -> EnvironmentLocked:
+    return EnvironmentLocked(
+        environment=env.display,
+        holder=lock.holder,
+        reason=lock.reason or "—",
+        expires=lock.expires_at.strftime("%Y-%m-%d %H:%M"),
+    )
