@@ -11,6 +11,8 @@ import contextlib
 import gc
 import logging
 import os
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -70,6 +72,21 @@ class Runtime:
                 await self._forgetting
         await self.service.close()
         await self.db.dispose()
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """SIGTERM and SIGINT set the event this yields instead of ending the process, from before
+    start-up on: a signal that comes while the process starts drains it once started."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield stop
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def settle_memory() -> None:

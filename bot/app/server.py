@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from bot.app.runtime import (
     create_web_app,
     runs,
     settle_memory,
+    stop_signals,
 )
 from bot.app.slack_app import SLACK_PATH, SlackBot, create_slack_bot
 from bot.config import Config, ConfigError
@@ -128,24 +128,19 @@ async def start_server(
 
 
 async def serve(config: Config, host: str, port: int) -> int:
-    try:
-        server = await start_server(config, host, port)
-    except ConfigError as exc:
-        print(f"deploybot: {exc}", file=sys.stderr)
-        return 2
-    settle_memory()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    mode = "Socket Mode" if server.socket else f"HTTP mode, Slack at {SLACK_PATH}"
-    print(f"deploybot listening on http://{host}:{server.port} ({mode}, {runs(config)})", file=sys.stderr)
-    try:
-        await stop.wait()
-        stop.clear()  # a second signal interrupts the drain
-        await server.drain(config.bot.drain_timeout_minutes * 60, stop)
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        await server.close()
+    with stop_signals() as stop:
+        try:
+            server = await start_server(config, host, port)
+        except ConfigError as exc:
+            print(f"deploybot: {exc}", file=sys.stderr)
+            return 2
+        settle_memory()
+        mode = "Socket Mode" if server.socket else f"HTTP mode, Slack at {SLACK_PATH}"
+        print(f"deploybot listening on http://{host}:{server.port} ({mode}, {runs(config)})", file=sys.stderr)
+        try:
+            await stop.wait()
+            stop.clear()  # a second signal interrupts the drain
+            await server.drain(config.bot.drain_timeout_minutes * 60, stop)
+        finally:
+            await server.close()
     return 0

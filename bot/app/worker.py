@@ -9,11 +9,10 @@ token), and runs the jobs every process runs (reaper, retention). SIGTERM drains
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from dataclasses import dataclass
 
-from bot.app.runtime import Runtime, build_runtime, runs, settle_memory
+from bot.app.runtime import Runtime, build_runtime, runs, settle_memory, stop_signals
 from bot.config import Config, ConfigError
 from bot.slack.client import close_client, create_client
 from bot.slack.notifier import SlackNotifier, Timing
@@ -68,23 +67,18 @@ async def start_worker(
 
 
 async def work(config: Config) -> int:
-    try:
-        worker = await start_worker(config)
-    except ConfigError as exc:
-        print(f"deploybot: {exc}", file=sys.stderr)
-        return 2
-    settle_memory()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    print(f"deploybot worker {worker.runtime.service.runner_id} ({runs(config)})", file=sys.stderr)
-    try:
-        await stop.wait()
-        stop.clear()  # a second signal interrupts the drain
-        await worker.drain(config.bot.drain_timeout_minutes * 60, stop)
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        await worker.close()
+    with stop_signals() as stop:
+        try:
+            worker = await start_worker(config)
+        except ConfigError as exc:
+            print(f"deploybot: {exc}", file=sys.stderr)
+            return 2
+        settle_memory()
+        print(f"deploybot worker {worker.runtime.service.runner_id} ({runs(config)})", file=sys.stderr)
+        try:
+            await stop.wait()
+            stop.clear()  # a second signal interrupts the drain
+            await worker.drain(config.bot.drain_timeout_minutes * 60, stop)
+        finally:
+            await worker.close()
     return 0
