@@ -77,7 +77,12 @@ class LogSlice:
 
 
 async def insert_deploy(
-    session: AsyncSession, *, runner_id: str | None = None, lease_seconds: float | None = None, **fields
+    session: AsyncSession,
+    *,
+    runner_id: str | None = None,
+    lease_seconds: float | None = None,
+    status: Status = Status.PENDING,
+    **fields,
 ) -> Deploy:
     """Insert a pending deploy, leased to `runner_id` (the process that will run it) when given.
     The partial unique index raises IntegrityError when the environment already has a
@@ -87,7 +92,7 @@ async def insert_deploy(
     if lease_seconds is not None:
         fields["lease_expires_at"] = seconds_after(db_now(), lease_seconds)
     deploy = Deploy(
-        status=Status.PENDING.value, created_at=db_now(), updated_at=db_now(), heartbeat_at=db_now(), **fields
+        status=status.value, created_at=db_now(), updated_at=db_now(), heartbeat_at=db_now(), **fields
     )
     session.add(deploy)
     await session.flush()

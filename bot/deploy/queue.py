@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.config import Config
+from bot.deploy import approvals
 from bot.deploy.cluster import Cluster
 from bot.errors import DeployError, QueueFull
 from storage import locks
@@ -110,22 +111,30 @@ class Dequeuer:
                         session, deploy.id, Status.CANCELLED, error_message=error[:2000]
                     )
                     return deploy if cancelled else None
+                # not approved yet (approval is asked when it is created): it holds the environment
+                # and waits for an approver, with no lease
+                awaiting = (
+                    approvals.needed(env, rollback=deploy.rollback_of is not None) and not deploy.approved_by
+                )
+                moved = (
+                    dict(status=Status.AWAITING_APPROVAL.value)
+                    if awaiting
+                    else dict(
+                        status=Status.PENDING.value,
+                        heartbeat_at=db_now(),
+                        lease_expires_at=seconds_after(db_now(), self.lease_seconds),
+                    )
+                )
                 result = await session.execute(
                     update(Deploy)
                     .where(Deploy.id == deploy.id, Deploy.status == Status.QUEUED.value)
-                    .values(
-                        status=Status.PENDING.value,
-                        commit_hash=commit,
-                        runner_id=None,
-                        heartbeat_at=db_now(),
-                        lease_expires_at=seconds_after(db_now(), self.lease_seconds),
-                        updated_at=db_now(),
-                    )
+                    .values(commit_hash=commit, runner_id=None, updated_at=db_now(), **moved)
                     .execution_options(synchronize_session=False)
                 )
                 if result.rowcount != 1:
                     return None  # another process started it, or it was cancelled
-                await Cluster.announce_pending(session)  # wakes the processes that claim
+                if not awaiting:
+                    await Cluster.announce_pending(session)  # wakes the processes that claim
         except IntegrityError:
             return None  # the environment was taken meanwhile: the deploy stays queued
         log.info("deploy #%s: started from the queue of %s", deploy.id, deploy.environment)

@@ -1,0 +1,169 @@
+"""Approval by a second pair of eyes (DESIGN §9).
+
+A deploy to an environment with `approval = "required"` is created `awaiting_approval` (it holds the
+environment but has no lease, so nothing reaps it), or `queued`/`scheduled` and approved while it
+waits. Approving, rejecting and expiring are each one conditional UPDATE on a deploy not yet
+approved, so a double click approves once and of an approval racing a rejection the first wins, with
+any number of processes. An approved deploy that holds its environment becomes an unowned `pending`
+deploy, announced, and is claimed like any other; one still waiting starts when its turn comes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from bot.config import Config, Environment
+from bot.deploy import policy
+from bot.deploy.cluster import Cluster
+from bot.deploy.events import DeployApproved, DeployFinished, EventBus
+from bot.errors import DeployNotFound, NotAwaitingApproval, NotPermitted, SelfApproval
+from bot.i18n import Text, t
+from storage import audit
+from storage import repository as repo
+from storage.db import Database
+from storage.models import Deploy, Status, db_now, seconds_after
+
+# approval is asked when a deploy is created: these are the states in which it can be given
+UNAPPROVED = (Status.AWAITING_APPROVAL.value, Status.QUEUED.value, Status.SCHEDULED.value)
+
+
+def needed(env: Environment, *, rollback: bool) -> bool:
+    return env.approval == "required" and (env.approval_for_rollback or not rollback)
+
+
+class Approvals:
+    def __init__(self, config: Config, db: Database, events: EventBus, lease_seconds: float) -> None:
+        self.config = config
+        self.db = db
+        self.events = events
+        self.lease_seconds = lease_seconds
+
+    async def approve(self, deploy_id: int, user: str) -> Deploy:
+        deploy, env = await self._checked(deploy_id, user, "approve")
+        if deploy.deployed_by == user:
+            await self._refused(env, user, deploy, "self-approval")
+            raise SelfApproval(deploy_id=deploy.id)
+        holds = Status.AWAITING_APPROVAL.value
+        query = (
+            update(Deploy)
+            .where(Deploy.id == deploy.id, Deploy.approved_by.is_(None), Deploy.status.in_(UNAPPROVED))
+            .values(approved_by=user, approved_at=db_now(), updated_at=db_now())
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.session() as session:
+            if (await session.execute(query)).rowcount != 1:
+                raise await self._too_late(deploy.id)
+            # one that holds its environment starts now: unowned, leased for the claim, announced
+            started = await session.execute(
+                update(Deploy)
+                .where(Deploy.id == deploy.id, Deploy.status == holds)
+                .values(
+                    status=Status.PENDING.value,
+                    heartbeat_at=db_now(),
+                    lease_expires_at=seconds_after(db_now(), self.lease_seconds),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if started.rowcount:
+                await Cluster.announce_pending(session)
+            await audit.record(
+                session, actor=user, action="approve", environment=env.name, deploy_id=deploy.id
+            )
+        await self.events.publish(deploy.id, DeployApproved)
+        return await self._get(deploy.id)
+
+    async def reject(self, deploy_id: int, user: str) -> Deploy:
+        deploy, env = await self._checked(deploy_id, user, "reject")
+        message = t(self.config.locale, "outcome.rejected", user=user)
+        async with self.db.session() as session:
+            ended = await session.execute(
+                update(Deploy)
+                .where(Deploy.id == deploy.id, Deploy.approved_by.is_(None), Deploy.status.in_(UNAPPROVED))
+                .values(
+                    status=Status.CANCELLED.value,
+                    cancelled_by=user,
+                    error_message=message,
+                    completed_at=db_now(),
+                    updated_at=db_now(),
+                    duration=0,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if ended.rowcount != 1:
+                raise await self._too_late(deploy.id)
+            await audit.record(
+                session, actor=user, action="reject", environment=env.name, deploy_id=deploy.id
+            )
+        await self.events.publish(deploy.id, DeployFinished)
+        return await self._get(deploy.id)
+
+    async def expire(self) -> list[int]:
+        """End as cancelled ("approval expired") every unapproved deploy older than its
+        environment's `approval_timeout_minutes`. Safe in every process: each row ends once."""
+        message = t(self.config.locale, "outcome.approval_expired")
+        ended: list[int] = []
+        for env in self.config.environments.values():
+            if env.approval != "required":
+                continue
+            async with self.db.session(background=True) as session:
+                rows = await session.execute(
+                    update(Deploy)
+                    .where(
+                        Deploy.environment == env.name,
+                        Deploy.approved_by.is_(None),
+                        Deploy.status.in_(UNAPPROVED),
+                        Deploy.created_at < seconds_after(db_now(), -env.approval_timeout_minutes * 60),
+                    )
+                    .values(
+                        status=Status.CANCELLED.value,
+                        error_message=message,
+                        completed_at=db_now(),
+                        updated_at=db_now(),
+                        duration=0,
+                    )
+                    .returning(Deploy.id)
+                    .execution_options(synchronize_session=False)
+                )
+                ids = list(rows.scalars())
+                for deploy_id in ids:
+                    await audit.record(
+                        session, actor="deploybot", action="expire", environment=env.name, deploy_id=deploy_id
+                    )
+            ended += ids
+        for deploy_id in ended:
+            await self.events.publish(deploy_id, DeployFinished)
+        return ended
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    async def _get(self, deploy_id: int) -> Deploy:
+        async with self.db.session() as session:
+            return await repo.get_deploy(session, deploy_id)
+
+    async def _checked(self, deploy_id: int, user: str, what: str) -> tuple[Deploy, Environment]:
+        deploy = await self._get(deploy_id)
+        if deploy is None:
+            raise DeployNotFound(deploy_id=deploy_id)
+        env = self.config.environments.get(deploy.environment)
+        waits = env is not None and needed(env, rollback=deploy.rollback_of is not None)
+        if not waits or deploy.state.is_finished or deploy.approved_by:
+            raise await self._too_late(deploy.id)
+        if not policy.may_approve(env, user):
+            await self._refused(env, user, deploy, what)
+            raise NotPermitted(environment=env.display, action=Text("action.approve"))
+        return deploy, env
+
+    async def _too_late(self, deploy_id: int) -> Exception:
+        """Why a deploy cannot be approved or rejected (any more): ended, or approved already."""
+        deploy = await self._get(deploy_id)
+        if deploy.approved_by and not deploy.state.is_finished:
+            state = Text("reason.approved_by", {"user": deploy.approved_by})
+        else:
+            state = Text(f"status.{deploy.status}")
+        return NotAwaitingApproval(deploy_id=deploy.id, state=state)
+
+    async def _refused(self, env: Environment, user: str, deploy: Deploy, what: str) -> None:
+        async with self.db.session(background=True) as session:
+            await audit.record(
+                session, actor=user, action="refused", environment=env.name, deploy_id=deploy.id, detail=what
+            )
