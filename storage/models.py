@@ -231,6 +231,11 @@ class Deploy(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     forced_by: Mapped[str | None] = mapped_column(String(255))  # a manager's --force, with its reason
     force_reason: Mapped[str | None] = mapped_column(Text)
+    # the gate the script waits at now (`::gate:: <question>`), and its answer once given
+    gate_question: Mapped[str | None] = mapped_column(Text)
+    gate_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    gate_answer: Mapped[str | None] = mapped_column(String(16))  # "continue" | "abort"
+    gate_answered_by: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         # The database itself keeps one deploy holding each environment, across processes.

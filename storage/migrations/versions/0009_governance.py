@@ -6,7 +6,8 @@
   PostgreSQL the count trigger is dropped for the change and created again.)
 - the unique index on the environment covers every status that holds it (awaiting_approval,
   pending, running); queued and scheduled deploys hold nothing and get an index of their own.
-- approval, schedule and force columns on deploy_history; tables environment_locks, audit_events.
+- approval, schedule, force and gate columns on deploy_history; tables environment_locks,
+  audit_events.
 
 Revision ID: 0009
 Revises: 0008
@@ -62,6 +63,10 @@ def upgrade() -> None:
         sa.Column("scheduled_at", sa.DateTime()),
         sa.Column("forced_by", sa.String(255)),
         sa.Column("force_reason", sa.Text()),
+        sa.Column("gate_question", sa.Text()),
+        sa.Column("gate_asked_at", sa.DateTime()),
+        sa.Column("gate_answer", sa.String(16)),
+        sa.Column("gate_answered_by", sa.String(255)),
     ):
         op.add_column("deploy_history", column)
     op.create_table(
@@ -93,7 +98,17 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("audit_events")
     op.drop_table("environment_locks")
-    for name in ("force_reason", "forced_by", "scheduled_at", "approved_at", "approved_by"):
+    for name in (
+        "gate_answered_by",
+        "gate_answer",
+        "gate_asked_at",
+        "gate_question",
+        "force_reason",
+        "forced_by",
+        "scheduled_at",
+        "approved_at",
+        "approved_by",
+    ):
         op.drop_column("deploy_history", name)
     op.drop_index("ix_deploy_history_waiting", table_name="deploy_history")
     op.drop_index("uq_deploy_history_active_environment", table_name="deploy_history")
