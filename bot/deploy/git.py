@@ -120,3 +120,22 @@ async def commit_exists(repo: str, sha: str) -> bool:
         await _git("init", "--bare", "-q", scratch)
         code, _ = await _git("-C", scratch, "fetch", "-q", "--depth=1", "--filter=blob:none", repo, sha)
         return code == 0
+
+
+async def commits_between(repo: str, old: str, new: str, limit: int) -> tuple[list[tuple[str, str]], int]:
+    """The commits `new` has that `old` has not (`git log old..new`), newest first: up to `limit`
+    of them as (sha, subject), and how many there are in all. Local repositories only (a remote one
+    raises GitError: its history is not here to read)."""
+    if not _is_local(repo):
+        raise GitError("the history of a remote repository is not read")
+    for sha in (old, new):
+        if not SHA.match(sha):
+            raise GitError(f"not a full commit hash: {sha[:60]}")
+    code, count = await _git("-C", repo, "rev-list", "--count", f"{old}..{new}")
+    if code != 0:
+        raise GitError(f"git rev-list exited {code}")
+    code, out = await _git("-C", repo, "log", f"--max-count={limit}", "--format=%H%x09%s", f"{old}..{new}")
+    if code != 0:
+        raise GitError(f"git log exited {code}")
+    commits = [tuple(line.split("\t", 1)) for line in out.splitlines() if "\t" in line]
+    return commits, int(count.strip() or 0)
