@@ -121,3 +121,31 @@ class NotPermitted(DeployError):
 class SelfApproval(DeployError):
     code = "self_approval"
     key = "error.self_approval"
+
+
+class NotAwaitingApproval(DeployError):
+    """Approving or rejecting a deploy that is not (or no longer) waiting for it."""
+
+    code = "not_awaiting_approval"
+    key = "error.not_awaiting_approval"
+
+
+class GateAnswerInvalid(DeployError):
+    """A gate is answered `continue` or `abort`, nothing else."""
+
+    code = "invalid_gate_answer"
+    key = "error.gate_answer_invalid"
+
+
+class GateNotOpen(DeployError):
+    """Answering a gate of a deploy that waits at none (not running, no question, another gate)."""
+
+    code = "gate_not_open"
+    key = "error.gate_not_open"
+
+
+class GateAlreadyAnswered(GateNotOpen):
+    """Answering a gate someone (or its timeout) answered already: a second click."""
+
+    code = "gate_answered"
+    key = "error.gate_answered"

@@ -4,10 +4,14 @@
 # local: release folders under ROOT, an atomic `current` symlink, a real process restarted and
 # health-checked, so deploying an older commit (a rollback) really brings the old version back.
 #
-# Usage: deploy.sh [--repo PATH] [--root DIR] [--port N]
-#   --repo  bare git repo of the app      (default <repo root>/.state/demo/app.git, see prepare-demo.sh)
-#   --root  releases, database, live app  (default <repo root>/.state/demo/$DEPLOY_ENVIRONMENT)
-#   --port  port of the app on 127.0.0.1  (default 8701)
+# Usage: deploy.sh [--repo PATH] [--root DIR] [--port N] [--canary]
+#   --repo    bare git repo of the app      (default <repo root>/.state/demo/app.git, see prepare-demo.sh)
+#   --root    releases, database, live app  (default <repo root>/.state/demo/$DEPLOY_ENVIRONMENT)
+#   --port    port of the app on 127.0.0.1  (default 8701)
+#   --canary  eight steps: after the migration the new release first runs as a canary on port
+#             N+1000 beside the live app, and the script asks the bot (a gate, DESIGN.md §9)
+#             "金丝雀 10% 正常，继续全量发布？" before it restarts the live app; `abort` (or no
+#             answer) stops the canary and leaves the live version as it was
 #
 # Input is the bot's environment (DESIGN.md §3): DEPLOY_ID, DEPLOY_COMMIT (else DEPLOY_BRANCH is
 # resolved), SKIP_BUILD, SKIP_MIGRATIONS, ... DEMO_STEP_DELAY (seconds, default 0.3) pauses after
@@ -24,6 +28,9 @@ root=$state/${DEPLOY_ENVIRONMENT:-production}
 port=8701
 keep=5
 delay=${DEMO_STEP_DELAY:-0.3}
+canary=0
+canary_root=
+total=7
 
 step_no=0
 step_title=准备
@@ -38,21 +45,29 @@ fail() {
 on_exit() {
   local rc=$?
   if ((rc != 0)) && [[ -z $reported ]]; then
-    echo "ERROR: 步骤 $step_no/7 $step_title 失败 (exit $rc)" >&2
+    echo "ERROR: 步骤 $step_no/$total $step_title 失败 (exit $rc)" >&2
   fi
+  # the canary runs detached (setsid): it must not outlive an aborted or failed deploy
+  if [[ -n $canary_root ]]; then "$here/demo-stop.sh" "$canary_root" >/dev/null 2>&1 || true; fi
 }
 trap on_exit EXIT
 
 step() {
   step_no=$1
   step_title=$2
-  echo "[$step_no/7] $step_title"
+  echo "[$step_no/$total] $step_title"
 }
 pause() { sleep "$delay"; }
 
 while (($#)); do
-  [[ $1 != --* || $1 == --help || $# -ge 2 ]] || fail "$1 needs a value"
+  [[ $1 != --* || $1 == --help || $1 == --canary || $# -ge 2 ]] || fail "$1 needs a value"
   case $1 in
+    --canary)
+      canary=1
+      total=8
+      shift
+      continue
+      ;;
     --repo) repo=${2-} ;;
     --root) root=${2-} ;;
     --port) port=${2-} ;;
@@ -60,7 +75,7 @@ while (($#)); do
       sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
       exit 0
       ;;
-    *) fail "unknown argument: $1 (usage: deploy.sh [--repo PATH] [--root DIR] [--port N])" ;;
+    *) fail "unknown argument: $1 (usage: deploy.sh [--repo PATH] [--root DIR] [--port N] [--canary])" ;;
   esac
   shift 2
 done
@@ -89,6 +104,49 @@ release_name=$deploy_id-$short
 release=$root/releases/$release_name
 rm -rf "$work"
 mkdir -p "$build" "$root/uploads" "$root/releases" "$root/shared"
+
+# healthy PORT COMMIT PID: the app on PORT answers /health with COMMIT while PID runs
+healthy() {
+  python3 - "$1" "$2" "$3" "${HEALTH_TIMEOUT:-15}" <<'PY'
+import json
+import sys
+import time
+import urllib.request
+
+port, want, pid, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+url = f"http://127.0.0.1:{port}/health"
+# Straight to the app: an http_proxy in the environment must not answer for it.
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def running() -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+deadline = time.monotonic() + timeout
+last = "no answer"
+while time.monotonic() < deadline:
+    if not running():
+        print(f"demo-app (pid {pid}) exited; last answer on {url}: {last}")
+        sys.exit(1)
+    try:
+        with opener.open(url, timeout=1) as resp:
+            answer = json.load(resp)
+        if answer.get("commit") == want:
+            print(f"GET {url} -> {json.dumps(answer)}")
+            sys.exit(0)
+        last = f"commit {answer.get('commit')}, expected {want}"
+    except (OSError, ValueError) as exc:
+        last = str(exc)
+    time.sleep(0.1)
+print(f"no healthy answer from {url} within {timeout:g}s; last: {last}")
+sys.exit(1)
+PY
+}
 
 step 1 构建前端
 git --git-dir="$repo" archive --format=tar "$commit" | tar -x -C "$build"
@@ -171,7 +229,35 @@ PY
 fi
 pause
 
-step 6 重启服务
+if ((canary)); then
+  step 6 "金丝雀 10%"
+  canary_root=$root/canary
+  canary_port=$((port + 1000))
+  mkdir -p "$canary_root"
+  "$here/demo-stop.sh" "$canary_root" >/dev/null
+  setsid python3 "$release/app.py" --port "$canary_port" --release-dir "$release" \
+    >>"$canary_root/app.log" 2>&1 </dev/null &
+  echo "$!" >"$canary_root/app.pid"
+  echo "金丝雀: $version ($short) 运行在 http://127.0.0.1:$canary_port/ (pid $!)，承接 10% 流量"
+  healthy "$canary_port" "$commit" "$!" || fail "金丝雀健康检查失败: http://127.0.0.1:$canary_port/health"
+  if [[ -n ${DEPLOY_GATE_FD:-} ]]; then
+    # The bot shows the question with 继续 / 中止 and writes the answer, one line, into this pipe;
+    # end of file (the deploy was cancelled, the bot stopped) reads as abort.
+    echo "::gate:: 金丝雀 10% 正常，继续全量发布？"
+    answer=abort
+    read -r answer <&"$DEPLOY_GATE_FD" || answer=abort
+  else
+    answer=continue
+    echo "没有 DEPLOY_GATE_FD（不是由 deploybot 运行）：不询问，直接全量发布"
+  fi
+  "$here/demo-stop.sh" "$canary_root" >/dev/null
+  canary_root=
+  [[ $answer == continue ]] || fail "金丝雀之后中止了全量发布 ($answer)；线上版本不变: $(readlink "$root/current" 2>/dev/null || echo 无)"
+  echo "继续全量发布"
+  pause
+fi
+
+step $((total - 1)) 重启服务
 previous=$(readlink "$root/current" 2>/dev/null || echo 无)
 # A relative link, so ROOT can be moved; mv -T renames over the old link in one step, so
 # `current` always points at a complete release.
@@ -187,46 +273,8 @@ echo "$pid" >"$root/app.pid"
 echo "已启动 demo-app (pid $pid, port $port, 日志 $root/app.log)"
 pause
 
-step 7 健康检查
-if ! python3 - "$port" "$commit" "$pid" "${HEALTH_TIMEOUT:-15}" <<'PY'; then
-import json
-import sys
-import time
-import urllib.request
-
-port, want, pid, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-url = f"http://127.0.0.1:{port}/health"
-# Straight to the app: an http_proxy in the environment must not answer for it.
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def running() -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-deadline = time.monotonic() + timeout
-last = "no answer"
-while time.monotonic() < deadline:
-    if not running():
-        print(f"demo-app (pid {pid}) exited; last answer on {url}: {last}")
-        sys.exit(1)
-    try:
-        with opener.open(url, timeout=1) as resp:
-            answer = json.load(resp)
-        if answer.get("commit") == want:
-            print(f"GET {url} -> {json.dumps(answer)}")
-            sys.exit(0)
-        last = f"commit {answer.get('commit')}, expected {want}"
-    except (OSError, ValueError) as exc:
-        last = str(exc)
-    time.sleep(0.1)
-print(f"no healthy answer from {url} within {timeout:g}s; last: {last}")
-sys.exit(1)
-PY
+step $((total)) 健康检查
+if ! healthy "$port" "$commit" "$pid"; then
   tail -n 5 "$root/app.log" 2>/dev/null | sed 's/^/app.log: /'
   fail "健康检查失败: http://127.0.0.1:$port/health 没有返回 commit $short"
 fi

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_bolt.app.async_app import AsyncApp
 
-from handlers import actions, commands, home, middleware, views
+from handlers import actions, approvals, commands, gates, home, locks, middleware, queueing, views
 from handlers.context import SlackContext
 
 
@@ -13,5 +13,9 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
     middleware.install(app, ctx)
     commands.register(app)
     actions.register(app)
+    queueing.register(app)
     views.register(app)
     home.register(app)
+    locks.register(app)
+    gates.register(app)
+    approvals.register(app)

@@ -16,12 +16,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.i18n import t
 from bot.slack import grammar
+from bot.slack.blocks.audit import PAGE_SIZE as AUDIT_PAGE_SIZE
+from bot.slack.blocks.audit import audit_message
 from bot.slack.blocks.card import deploy_card
 from bot.slack.blocks.history import history_message
 from bot.slack.blocks.messages import Message, help_message, notice
 from bot.slack.blocks.runners import runners_message
 from handlers.guard import Reply, guarded
+from handlers.locks import lock_answer
 from handlers.modals import open_deploy_modal, open_log_modal
+from handlers.queueing import start_deploy
 
 if TYPE_CHECKING:
     from handlers.context import SlackContext
@@ -47,19 +51,9 @@ async def handle_deploy_command(
             await open_deploy_modal(ctx, client, trigger_id, channel=channel)
         case grammar.ShowHelp():
             await reply(help_message(grammar.help_rows(locale), locale))
-        case grammar.StartDeploy(env, branch, skip_build, skip_migrations, description):
+        case grammar.StartDeploy() as start:
             await ack()
-            deploy = await service.trigger(
-                env,
-                branch,
-                user=user,
-                description=description,
-                skip_build=skip_build,
-                skip_migrations=skip_migrations,
-                channel=channel,
-                request_key=key,
-            )
-            await reply.card_problems(ctx, deploy)
+            await start_deploy(ctx, reply, start, user=user, channel=channel, key=key)
         case grammar.RollbackTo(target_id, reason):
             await ack()
             deploy = await service.rollback(
@@ -80,11 +74,18 @@ async def handle_deploy_command(
         case grammar.ShowStatus(deploy_id):
             await ack()
             await reply(await status_message(ctx, deploy_id))
+        case grammar.LockEnvironment() | grammar.UnlockEnvironment() | grammar.ShowLocks():
+            await ack()
+            await reply(await lock_answer(ctx, parsed, user))
         case grammar.ShowRunners():
             await ack()
             runners = await service.runners()
             now = datetime.now(UTC)
             await reply(runners_message(runners, ctx.config, locale, this_runner=service.runner_id, now=now))
+        case grammar.ShowAudit(env, page):
+            await ack()
+            result = await service.audit(env, page, AUDIT_PAGE_SIZE)
+            await reply(audit_message(result, ctx.config, locale, environment=env))
 
 
 async def status_message(ctx: SlackContext, deploy_id: int | None) -> Message:

@@ -11,6 +11,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
+from handlers.rest_approvals import APPROVAL_OPERATIONS
+from handlers.rest_audit import AuditList, AuditQuery
+from handlers.rest_locks import LOCK_OPERATIONS
 from handlers.schemas import (
     API_PREFIX,
     ERROR_DESCRIPTIONS,
@@ -46,11 +49,12 @@ OPERATIONS: tuple[Operation, ...] = (
         "triggerDeploy",
         "POST",
         f"{API_PREFIX}/deploy/trigger",
-        "Start a deploy",
+        "Start a deploy (201), or queue it when the environment is busy and `queue` is true (202)",
         success=201,
         response=DeployRecord,
-        errors=(400, 409, 413, 502),
+        errors=(400, 403, 409, 413, 502),
         body=TriggerRequest,
+        extra={"also": {202: "Queued: it starts by itself, oldest first, when the environment frees."}},
     ),
     Operation(
         "getDeployStatus",
@@ -117,6 +121,17 @@ OPERATIONS: tuple[Operation, ...] = (
         "The live bot processes on this database and the environments each runs",
         response=RunnerList,
     ),
+    Operation(
+        "listAudit",
+        "GET",
+        f"{API_PREFIX}/audit",
+        "The audit trail (locks, unlocks, forced deploys, cancels, refused attempts), newest first",
+        response=AuditList,
+        errors=(400,),
+        query=AuditQuery,
+    ),
+    *LOCK_OPERATIONS,
+    *APPROVAL_OPERATIONS,
     Operation(
         "getHealth",
         "GET",
@@ -199,6 +214,8 @@ def _responses(op: Operation, components: dict) -> dict:
     if op.extra.get("headers"):
         success["headers"] = {name: {**spec, "required": True} for name, spec in op.extra["headers"].items()}
     responses: dict[str, Any] = {str(op.success): success}
+    for code, description in op.extra.get("also", {}).items():  # another success, same body
+        responses[str(code)] = {**success, "description": description}
     if op.operation_id == "getHealth":
         responses["503"] = {"description": "The database is unreachable.", "content": _json(body)}
     codes = set(op.errors) | ({401} if not op.public else set()) | {500}

@@ -34,10 +34,14 @@ from bot.errors import (
     DescriptionTooLong,
     EnvironmentBusy,
     EnvironmentLocked,
+    GateAlreadyAnswered,
+    GateAnswerInvalid,
+    GateNotOpen,
     InvalidBranch,
     InvalidInput,
     LockedByOther,
     NoRunner,
+    NotAwaitingApproval,
     NotLocked,
     NotPermitted,
     QueueFull,
@@ -49,6 +53,9 @@ from bot.errors import (
 )
 from bot.i18n import CATALOGUES, Text, t
 from handlers import openapi, schemas
+from handlers.rest_approvals import APPROVAL_HANDLERS
+from handlers.rest_audit import handle_audit
+from handlers.rest_locks import LOCK_HANDLERS
 from handlers.schemas import (
     DeployRecord,
     ErrorDetail,
@@ -61,6 +68,7 @@ from handlers.schemas import (
     RunnerRecord,
     StatusReport,
 )
+from storage.models import Status
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,10 @@ ERROR_STATUS: dict[type[DeployError], int] = {
     LockedByOther: 403,
     NotPermitted: 403,
     SelfApproval: 403,
+    NotAwaitingApproval: 409,
+    GateAnswerInvalid: 400,
+    GateNotOpen: 409,
+    GateAlreadyAnswered: 409,
     RollbackNotEligible: 422,
     CommitMissing: 422,
     RepoUnavailable: 502,
@@ -148,6 +160,9 @@ def register_routes(app: web.Application, service: DeployService, config: Config
         "cancelDeploy": handle_cancel,
         "rollbackDeploy": handle_rollback,
         "listRunners": handle_runners,
+        "listAudit": handle_audit,
+        **LOCK_HANDLERS,
+        **APPROVAL_HANDLERS,
         "getHealth": HealthProbe().handle,
         "getOpenApiDocument": serve_document,
     }
@@ -171,8 +186,10 @@ async def handle_trigger(call: ApiRequest) -> web.Response:
         skip_build=body.skip_build,
         skip_migrations=body.skip_migrations,
         source="api",
+        queue=body.queue,
+        force=body.force,
     )
-    return _respond(DeployRecord.of(deploy), 201)
+    return _respond(DeployRecord.of(deploy), 202 if deploy.state is Status.QUEUED else 201)
 
 
 async def handle_status(call: ApiRequest) -> web.Response:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from bot.deploy.governance import MAX_FORCE_REASON
 from bot.deploy.queries import MAX_PAGE_SIZE
 from bot.deploy.service import MAX_DESCRIPTION
 from bot.errors import DescriptionTooLong
@@ -61,6 +62,17 @@ class TriggerRequest(_Body):
     description: Description = Field(default="", description="Free text shown in history and Slack.")
     skip_build: bool = False
     skip_migrations: bool = False
+    queue: bool = Field(
+        default=False,
+        description="When the environment is busy, wait in its queue (202) instead of being refused (409).",
+    )
+    force: str | None = Field(
+        default=None,
+        pattern=NO_NUL,
+        max_length=MAX_FORCE_REASON,
+        description="A manager's reason to deploy a branch the environment's allowed_branches refuse (audited).",
+        examples=["INC-7 hotfix"],
+    )
 
 
 class RollbackRequest(_Body):
@@ -128,6 +140,8 @@ class DeployRecord(BaseModel):
     logs_cleared_at: datetime | None
     cancel_requested_by: str | None
     cancelled_by: str | None
+    forced_by: str | None = Field(default=None, description="The manager whose --force let it past a rule.")
+    force_reason: str | None = None
 
     @classmethod
     def of(cls, deploy: Deploy) -> DeployRecord:
@@ -242,8 +256,11 @@ ERROR_DESCRIPTIONS = {
     400: "Bad input: unknown environment, invalid branch, bad id, page out of range, body not JSON, "
     "wrong types, description too long. Nothing was written.",
     401: "Missing or wrong bearer token.",
-    404: "No such deploy (or deleted), or no such route.",
-    409: "The environment is busy, or the deploy has already finished.",
+    403: "Not permitted: not among the environment's deployers, or --force without being a manager, "
+    "or unlocking someone else's lock without being a manager (locked_by_other).",
+    404: "No such deploy (or deleted), the environment is not locked (not_locked), or no such route.",
+    409: "The environment is busy, locked or its queue is full (queue_full), the branch is not allowed "
+    "(branch_not_allowed), or the deploy has already finished.",
     413: "Request body larger than 1 MiB.",
     422: "The rollback target is not eligible (not a success, no commit, commit gone).",
     500: "A bug in the server (logged).",

@@ -47,7 +47,9 @@ async def take(
         "reason": statement.excluded.reason if reason else table.c.reason,
     }
     # The holder's own lock is extended (keeping when it was taken); an expired one is taken over.
-    set_ = {key: case((own, extended.get(key, table.c[key])), else_=statement.excluded[key]) for key in values}
+    set_ = {
+        key: case((own, extended.get(key, table.c[key])), else_=statement.excluded[key]) for key in values
+    }
     result = await session.execute(
         statement.on_conflict_do_update(
             index_elements=[table.c.environment],

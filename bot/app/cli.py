@@ -71,8 +71,8 @@ async def _follow(runtime, deploy: Deploy) -> int:
     final: list[Deploy] = []
 
     def observe(event: DeployEvent) -> None:
-        if event.deploy.id != deploy.id:
-            return
+        if not isinstance(event, DeployEvent) or event.deploy.id != deploy.id:
+            return  # another deploy's, or a lock's
         if isinstance(event, StepChanged):
             sys.stderr.write(f"-- {event.step.number}/{event.step.total or '?'} {event.step.title}\n")
         if isinstance(event, DeployFinished | DeployLost):  # lost: reaped, as its row says

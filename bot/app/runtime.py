@@ -149,7 +149,7 @@ def build_runtime(
     harden(config)
     db = Database(config.database_url)
     service = DeployService(config, db, base_env=base_env, role=role, claims=claims)
-    return Runtime(config, db, service, Scheduler(config, service))
+    return Runtime(config, db, service, Scheduler(config, service, locks=role != "cli"))
 
 
 async def start_runtime(

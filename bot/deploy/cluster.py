@@ -5,8 +5,8 @@ A process is present (`deploy_runners`, storage/runners.py) while it runs, renew
 trigger checks that some live process runs its environment. A deploy asked of a process that does
 not run its environment is stored without an owner and announced; every process that runs it
 claims unowned deploys when told (LISTEN/NOTIFY, storage/signals.py) and, as the fallback, every
-`CLAIM_POLL_SECONDS`. A cancel asked of a process that does not own the deploy is announced the same
-way, and the owner acts on it at once instead of at its next renewal. With SQLite all of this
+`CLAIM_POLL_SECONDS`. A cancel or a gate answer given to a process that does not own the deploy is
+announced the same way, and the owner acts on it at once instead of at its next renewal. With SQLite all of this
 happens within one process, without signals.
 """
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CLAIM_POLL_SECONDS = 1.0
 PENDING = "pending"
 CANCEL = "cancel:"
+GATE = "gate:"
 
 
 class Cluster:
@@ -44,6 +45,7 @@ class Cluster:
         lease_seconds: float,
         on_claimed: Callable[[Deploy], None],
         on_cancel: Callable[[int], None],
+        on_gate: Callable[[int], None],
         on_tick: Callable[[], Awaitable[None]],
     ) -> None:
         self.db = db
@@ -56,6 +58,7 @@ class Cluster:
         self.lease_seconds = lease_seconds
         self._on_claimed = on_claimed
         self._on_cancel = on_cancel
+        self._on_gate = on_gate  # a gate of a deploy was answered elsewhere (bot/deploy/gates.py)
         self._on_tick = on_tick  # the queue: started here, claimed like any unowned deploy
         self.draining = False
         self._wake_claims = asyncio.Event()
@@ -123,6 +126,10 @@ class Cluster:
     async def announce_cancel(session, deploy_id: int) -> None:
         await announce(session, f"{CANCEL}{deploy_id}")
 
+    @staticmethod
+    async def announce_gate(session, deploy_id: int) -> None:
+        await announce(session, f"{GATE}{deploy_id}")
+
     # --- internals ---------------------------------------------------------------------------------
 
     def _signal(self, payload: str) -> None:
@@ -130,6 +137,8 @@ class Cluster:
             self._wake_claims.set()
         elif payload.startswith(CANCEL) and payload[len(CANCEL) :].isdigit():
             self._on_cancel(int(payload[len(CANCEL) :]))
+        elif payload.startswith(GATE) and payload[len(GATE) :].isdigit():
+            self._on_gate(int(payload[len(GATE) :]))
 
     async def _keep_alive(self) -> None:
         async with self.db.session(background=True) as session:

@@ -4,6 +4,8 @@ The engine reports only through this bus; the Slack notifier, the console, the C
 subscribe to it, and the engine knows none of them. Observers are plain callables that must return
 at once: the bus calls them inline while a deploy runs, so anything slow (a Web API call) belongs
 on the observer's own queue. A failing observer is logged and ignored; it never affects a deploy.
+The lock events of bot/deploy/lock_events.py travel on the same bus: observers ignore the kinds of
+event they do not know.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.deploy.progress import Step
 from storage import repository as repo
@@ -40,6 +42,16 @@ class DeployQueued(DeployEvent):
 
 
 @dataclass(frozen=True)
+class DeployAwaitingApproval(DeployEvent):
+    """A deploy waits for an approver (it holds its environment); the approvers are to be asked."""
+
+
+@dataclass(frozen=True)
+class DeployApproved(DeployEvent):
+    """An approver let it go on (`deploy.approved_by`): it starts, or waits for its turn."""
+
+
+@dataclass(frozen=True)
 class DeployStarted(DeployEvent):
     """The script is running."""
 
@@ -48,6 +60,23 @@ class DeployStarted(DeployEvent):
 class StepChanged(DeployEvent):
     step: Step
     previous: Step | None
+
+
+@dataclass(frozen=True)
+class GateAsked(DeployEvent):
+    """The script waits at a gate (`deploy.gate_question`, asked at `deploy.gate_asked_at`)."""
+
+    question: str
+
+
+@dataclass(frozen=True)
+class GateAnswered(DeployEvent):
+    """The gate got its answer (`continue` or `abort`) from `user` ("timeout" when nobody answered
+    in time), and the script has been given it."""
+
+    question: str
+    answer: str
+    user: str
 
 
 @dataclass(frozen=True)
@@ -64,7 +93,7 @@ class DeployLost(DeployEvent):
     announces it; `deploy` is the row as the reaper left it, for this process's watchers to stop."""
 
 
-Observer = Callable[[DeployEvent], None]
+Observer = Callable[[Any], None]  # a DeployEvent or a LockEvent
 
 
 class EventBus:
@@ -77,7 +106,7 @@ class EventBus:
     def subscribe(self, observer: Observer) -> None:
         self._observers.append(observer)
 
-    def emit(self, event: DeployEvent) -> None:
+    def emit(self, event: object) -> None:
         for observer in self._observers:
             try:
                 observer(event)

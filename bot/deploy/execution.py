@@ -1,8 +1,8 @@
 """One deploy from `pending` to its final state: the bridge between the script runner and storage.
 
 It receives the runner's events, hands the output to its log writer (bot/deploy/logstore.py),
-records steps and the reported commit, writes the final state, and publishes what happened on the
-event bus.
+records steps and the reported commit, hands gates to its GateKeeper (bot/deploy/gates.py), writes
+the final state, and publishes what happened on the event bus.
 
 A database that goes away (an outage, a failover, a lock held past the busy timeout, a lost reply)
 never loses, doubles or freezes a deploy: every write is retried with back-off until it lands (only
@@ -38,8 +38,9 @@ from bot.deploy.events import (
     EventBus,
     StepChanged,
 )
+from bot.deploy.gates import GateKeeper
 from bot.deploy.logstore import LogWriter
-from bot.deploy.progress import Step
+from bot.deploy.progress import GateReached, Step
 from bot.deploy.runner import Outcome, RunResult, RunSpec, ScriptRun, script_environment
 from bot.i18n import t
 from storage import repository as repo
@@ -118,6 +119,7 @@ class DeployExecution:
         timeout_minutes: float,
         runner_id: str,
         lease_seconds: float,
+        gate_timeout_minutes: float = 60.0,
     ) -> None:
         self.deploy_id = deploy.id
         self.db = db
@@ -136,10 +138,26 @@ class DeployExecution:
         self._give_up_at: float | None = None  # loop time after which failed writes are given up
         self._current_step: Step | None = None
         self._started = asyncio.Event()  # the start is recorded (or given up): steps may follow
-        # steps and reported commits waiting for the progress writer, in the order printed
-        self._progress: asyncio.Queue[tuple[Step, Step | None] | str] = asyncio.Queue(PROGRESS_BACKLOG)
+        # steps, reported commits and gates waiting for the progress writer, in the order printed
+        self._progress: asyncio.Queue[tuple[Step, Step | None] | str | GateReached] = asyncio.Queue(
+            PROGRESS_BACKLOG
+        )
         self._log = LogWriter(deploy.id, self._store_chunk)
         self._run = ScriptRun(spec, self)
+        self.gates = GateKeeper(
+            deploy.id,
+            environment=deploy.environment,
+            owner=runner_id,
+            timeout_minutes=gate_timeout_minutes,
+            write=self._write,
+            publish=self._publish,
+            log_line=self._log.output,
+            give=self._run.answer_gate,
+        )
+
+    def check_gate(self) -> None:
+        """An answer to this deploy's gate may have been written: look now."""
+        self.gates.check()
 
     def cancel(self, user: str) -> None:
         """`user` asked to cancel: stop the script; the deploy ends as cancelled by the first asker."""
@@ -182,6 +200,7 @@ class DeployExecution:
                 result = RunResult(Outcome.FAILED, detail=str(exc))
             finally:
                 self._log.stop_timers()
+                self.gates.close()
             await self._log.drain()
             await self._progress.join()  # every step and commit is stored before the end
             await self._finish(result)
@@ -239,6 +258,11 @@ class DeployExecution:
         if not self._lost:
             await self._progress.put(sha)
 
+    async def gate(self, question: str) -> None:
+        # in line with the steps, so the question is told after the step that led to it
+        if not self._lost:
+            await self._progress.put(GateReached(question))
+
     # --- steps and the reported commit ---------------------------------------------------------
 
     async def _write_progress(self) -> None:
@@ -246,7 +270,9 @@ class DeployExecution:
         while True:
             item = await self._progress.get()
             try:
-                if isinstance(item, str):
+                if isinstance(item, GateReached):
+                    await self.gates.asked(item.question)
+                elif isinstance(item, str):
                     await self._write(
                         "recording the reported commit",
                         lambda session, sha=item: repo.update_deploy(
@@ -410,4 +436,6 @@ class DeployExecution:
                 message = t(locale, "outcome.exit_code", code=result.exit_code)
                 if result.error_line:
                     message = f"{message}: {result.error_line}"
+                if aborted := self.gates.failure_reason(locale):  # the script stopped at a gate
+                    message = f"{aborted} · {message}"
                 return Status.FAILED, message, {}

@@ -32,17 +32,19 @@ class Rules:
         if not policy.may_deploy(env, user):
             await self.refused(env, user, "deploy")
             raise NotPermitted(environment=env.display, action=Text("action.deploy"))
+        # before the branch rule: a non-manager's --force is refused as such, whatever the branch
+        if force is not None and not policy.is_manager(self.config, user):
+            await self.refused(env, user, f"--force {force}")
+            raise NotPermitted(environment=env.display, action=Text("action.force"))
         used_force = None
         if not rollback and not policy.branch_allowed(env, branch):
-            if force is not None and policy.is_manager(self.config, user):
+            if force is not None:
                 used_force = force
             else:
                 await self.refused(env, user, f"branch {branch}")
                 raise BranchNotAllowed(
                     environment=env.display, branch=branch, patterns=", ".join(env.allowed_branches)
                 )
-        if force is not None and not policy.is_manager(self.config, user):
-            raise NotPermitted(environment=env.display, action=Text("action.force"))
         await self.check_lock(env, user)
         return used_force
 

@@ -76,7 +76,8 @@ class Leases:
 
     async def renew(self) -> None:
         """Renew the leases of this process's deploys, stop those whose lease was taken (reaped
-        while we were paused or cut off), and act on cancels asked of another process."""
+        while we were paused or cut off), and act on cancels and gate answers given to another
+        process (the fallback for a lost signal)."""
         executions = dict(self.executions)
         if not executions:
             return
@@ -85,6 +86,8 @@ class Leases:
         for deploy_id, execution in executions.items():
             if deploy_id not in renewal.renewed:
                 execution.lease_lost()  # a no-op once it is writing its own end
+            elif execution.gates.waiting:
+                execution.check_gate()
         for deploy_id, user in renewal.cancels.items():
             if execution := self.executions.get(deploy_id):
                 execution.cancel(user)

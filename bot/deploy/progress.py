@@ -1,9 +1,9 @@
-"""Reading a deploy script's output: step markers, reported commits, the tail and the error line.
+"""Reading a deploy script's output: step markers, reported commits, gates, the tail and the error line.
 
 The scanner sees the output once, in the chunks the pipe delivers. It keeps only what it needs (the
 start of an unfinished line and the last lines), so a 200 MB log or a 1 MB line costs no memory,
 and it matches over whole chunks of bytes, not line by line: one regex pass finds every line that
-starts like a marker (a newline, then `[`, `==>`, `Step` or `DEPLOY_COMMIT=`), and only those are
+starts like a marker (a newline, then `[`, `==>`, `Step`, `DEPLOY_COMMIT=` or `::gate::`), and only those are
 matched in full. The chunk is scanned where it lies, never copied whole, so scanning keeps up with
 a script that prints hundreds of megabytes a second. Only what is shown (titles, tail lines, the
 error line) is ever decoded.
@@ -34,8 +34,11 @@ DEFAULT_STEP_PATTERNS = (
     (b"\nStep", re.compile(rb"\nStep[ \t]+" + _COUNT + rb":?" + _TITLE)),
 )
 COMMIT_LINE = (b"\nDEPLOY_COMMIT=", re.compile(rb"\nDEPLOY_COMMIT=([0-9a-f]{40})[ \t\r]*(?=\n)"))
-_MARKER_START = re.compile(rb"\n(?:\[|==>|Step|DEPLOY_COMMIT=)")
-_BY_START = {needle: pattern for needle, pattern in (*DEFAULT_STEP_PATTERNS, COMMIT_LINE)}
+# `::gate:: <question>`: the script waits for an answer on $DEPLOY_GATE_FD (DESIGN §9 Gates)
+GATE_LINE = (b"\n::gate::", re.compile(rb"\n::gate::[ \t]*([^\r\n]*?)[ \t\r]*(?=\n)"))
+MAX_QUESTION = 500
+_MARKER_START = re.compile(rb"\n(?:\[|==>|Step|DEPLOY_COMMIT=|::gate::)")
+_BY_START = {needle: pattern for needle, pattern in (*DEFAULT_STEP_PATTERNS, COMMIT_LINE, GATE_LINE)}
 ERROR_WORDS = (b"error", b"fatal", b"failed", b"failure", b"exception", b"traceback", b"panic")
 ERROR_WINDOW = 256 * 1024  # the error line is looked for in the last this-many bytes of output
 
@@ -54,6 +57,16 @@ class CommitReported:
     sha: str
 
 
+@dataclass(frozen=True)
+class GateReached:
+    """A `::gate:: <question>` line: the script now waits for `continue` or `abort`."""
+
+    question: str
+
+
+Marker = Step | CommitReported | GateReached
+
+
 class OutputScanner:
     def __init__(self, step_pattern: str | None = None) -> None:
         self.custom = step_regex(step_pattern) if step_pattern else None
@@ -64,7 +77,7 @@ class OutputScanner:
         self._partial = bytearray()
         self._partial_full = False
 
-    def feed(self, data: bytes) -> list[Step | CommitReported]:
+    def feed(self, data: bytes) -> list[Marker]:
         cut = data.rfind(b"\n")
         if cut < 0:
             self._keep_partial(data)
@@ -81,13 +94,13 @@ class OutputScanner:
             events += self._scan(data, first, cut + 1)
         return events
 
-    def finish(self) -> list[Step | CommitReported]:
-        """Scan a last line that had no newline."""
+    def finish(self) -> list[Marker]:
+        """Scan a last line that had no newline (a gate must end with one: nobody reads its answer)."""
         if not self._partial:
             return []
         rest = b"\n" + bytes(self._partial) + b"\n"
         self._partial.clear()
-        return self._scan(rest, 0, len(rest))
+        return [event for event in self._scan(rest, 0, len(rest)) if not isinstance(event, GateReached)]
 
     @property
     def tail(self) -> list[str]:
@@ -108,14 +121,14 @@ class OutputScanner:
         self._partial += data[:room]
         self._partial_full = len(data) >= room
 
-    def _scan(self, text: bytes, start: int, end: int) -> list[Step | CommitReported]:
+    def _scan(self, text: bytes, start: int, end: int) -> list[Marker]:
         """Scan the whole lines text[start + 1 : end]; text[start] is the newline before them."""
-        found: list[tuple[int, Step | CommitReported]] = []
+        found: list[tuple[int, Marker]] = []
         for at, event in self._markers(text, start, end):
             found.append((at, event))
         self._remember(text, start + 1, end)
         _extend_tail(self._tail, text, TAIL_LINES, start, end)
-        events: list[Step | CommitReported] = []
+        events: list[Marker] = []
         pos = start
         for at, event in sorted(found, key=lambda item: item[0]):
             if isinstance(event, Step):
@@ -134,6 +147,8 @@ class OutputScanner:
                     yield match.start(), step
             for at, match in _matches(text, *COMMIT_LINE, start, end):
                 yield at, CommitReported(match.group(1).decode())
+            for at, match in _matches(text, *GATE_LINE, start, end):
+                yield at, _gate_from(match)
             return
         for candidate in _MARKER_START.finditer(text, start, end):
             at = candidate.start()
@@ -142,6 +157,8 @@ class OutputScanner:
                 continue
             if pattern is COMMIT_LINE[1]:
                 yield at, CommitReported(match.group(1).decode())
+            elif pattern is GATE_LINE[1]:
+                yield at, _gate_from(match)
             elif step := _step_from(match):
                 yield at, step
 
@@ -203,6 +220,10 @@ def _extend_tail(tail: deque[bytes], text: bytes, keep: int, start: int, end: in
 def _clip(raw: bytes) -> str:
     line = raw[: MAX_TAIL_LINE * 4].decode("utf-8", errors="replace").rstrip("\r")
     return line if len(line) <= MAX_TAIL_LINE else line[: MAX_TAIL_LINE - 1] + "…"
+
+
+def _gate_from(match: re.Match) -> GateReached:
+    return GateReached(match.group(1).decode("utf-8", errors="replace").strip()[:MAX_QUESTION])
 
 
 def _step_from(match: re.Match) -> Step | None:

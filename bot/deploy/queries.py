@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.config import Config, Environment
+from bot.deploy.changes import Changes, changes
 from bot.deploy.progress import estimate_seconds
 from bot.errors import DeployNotFound, InvalidInput, UnknownEnvironment
+from storage import audit as audit_trail
 from storage import repository as repo
 from storage.db import Database
 from storage.models import Deploy, Status, utcnow
@@ -36,6 +38,7 @@ class LogView:
 class CleanupResult:
     logs_cleared: int
     records_deleted: int
+    audit_deleted: int = 0
 
 
 class DeployQueries:
@@ -75,6 +78,18 @@ class DeployQueries:
             raise InvalidInput(detail=f"page_size 1..{MAX_PAGE_SIZE}")
         async with self.db.session() as session:
             return await repo.history(session, environment=env, status=state, page=page, page_size=page_size)
+
+    async def audit(
+        self, environment: str | None = None, page: int = 1, page_size: int = 20
+    ) -> audit_trail.AuditPage:
+        """The audit trail, newest first, of one environment or all."""
+        env = self.resolve_environment(environment).name if environment else None
+        if page < 1:
+            raise InvalidInput(detail="page >= 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput(detail=f"page_size 1..{MAX_PAGE_SIZE}")
+        async with self.db.session() as session:
+            return await audit_trail.page(session, environment=env, page=page, page_size=page_size)
 
     async def logs(self, deploy_id: int, offset: int = 0, limit: int = MAX_LOG_READ) -> LogView:
         if offset < 0:
@@ -123,6 +138,14 @@ class DeployQueries:
         async with self.db.session() as session:
             return estimate_seconds(await repo.recent_durations(session, environment))
 
+    async def changes_for(self, deploy: Deploy) -> Changes | None:
+        """What `deploy` would change against the version live in its environment now."""
+        env = self.config.environments.get(deploy.environment)
+        live = await self.last_success(deploy.environment)
+        if env is None or live is None:
+            return None
+        return await changes(env, live.commit_hash, deploy.commit_hash)
+
     # --- retention ---------------------------------------------------------------------------------
 
     async def cleanup(
@@ -149,4 +172,7 @@ class DeployQueries:
                     session, records_cutoff, after_id=after, batch=records_batch
                 )
             deleted += done
-        return CleanupResult(cleared, deleted)
+        # the audit trail is kept as long as the deploy records
+        async with self.db.session(background=True) as session:
+            forgotten = await audit_trail.forget_before(session, records_cutoff)
+        return CleanupResult(cleared, deleted, forgotten)

@@ -5,6 +5,11 @@ it and everything it starts form one process group that can be stopped as a whol
 SIGKILL after a grace period. When the script exits, whatever it left behind in its group is killed;
 a service a script starts must detach with `setsid`, as a service manager would expect.
 
+A gate (`::gate:: <question>`, DESIGN §9) pauses the script until it reads `continue` or `abort`
+from the pipe whose read end it gets as `$DEPLOY_GATE_FD`: one pipe per run, written by `answer_gate`,
+closed (EOF: abort) by a cancel, a kill or the end of the run. The deploy's timeout does not run
+while a gate waits: its deadline moves on by the time spent waiting.
+
 The runner knows nothing of storage or Slack: it reports through `RunEvents`.
 """
 
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 from bot.aio import within
 from bot.deploy.environ import without_secrets
 from bot.deploy.masking import SecretMasker
-from bot.deploy.progress import CommitReported, OutputScanner, Step
+from bot.deploy.progress import CommitReported, GateReached, Marker, OutputScanner, Step
 
 if TYPE_CHECKING:
     from bot.config import RunAs
@@ -36,6 +41,7 @@ READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024  # a chatty script writes on while we store what it wrote
 STREAM_LIMIT = READ_SIZE  # asyncio pauses the pipe past twice this much unread output
 DRAIN_SECONDS = 2.0
+GATE_FD_VARIABLE = "DEPLOY_GATE_FD"
 
 
 class Outcome(enum.StrEnum):
@@ -72,6 +78,7 @@ class RunEvents(Protocol):
     async def output(self, data: bytes) -> None: ...
     async def step(self, step: Step) -> None: ...
     async def commit(self, sha: str) -> None: ...
+    async def gate(self, question: str) -> None: ...
 
 
 def script_environment(base: Mapping[str, str], deploy_vars: Mapping[str, str]) -> dict[str, str]:
@@ -92,9 +99,42 @@ class ScriptRun:
         self._killed = False
         self._timed_out = False
         self._stopping: asyncio.Task | None = None
+        self._gate_fd: int | None = None  # the write end of the gate pipe, while the script may read
+        self._gate_since: float | None = None  # loop time the waiting gate was reached: no timeout
+        self._deadline = 0.0
+        self._clock_moved = asyncio.Event()
+
+    def answer_gate(self, answer: str) -> None:
+        """Give the script waiting at a gate its answer (one line), and let its timeout run again."""
+        fd = self._gate_fd
+        if fd is not None:
+            try:
+                os.write(fd, answer.encode() + b"\n")
+            except OSError as exc:  # it exited or closed its end: it reads nothing any more
+                log.info("the gate answer %r reached no script: %s", answer, exc)
+        self._resume()
+
+    def _close_gate(self) -> None:
+        """EOF on the gate pipe: a script waiting at a gate, or reaching one later, reads abort."""
+        fd, self._gate_fd = self._gate_fd, None
+        if fd is not None:
+            os.close(fd)
+        self._resume()
+
+    def _pause(self) -> None:
+        if self._gate_since is None and self._gate_fd is not None:
+            self._gate_since = asyncio.get_running_loop().time()
+            self._clock_moved.set()
+
+    def _resume(self) -> None:
+        if self._gate_since is not None:
+            self._deadline += asyncio.get_running_loop().time() - self._gate_since
+            self._gate_since = None
+            self._clock_moved.set()
 
     def cancel(self) -> None:
         self._cancel_requested = True
+        self._close_gate()
         if self._proc is not None and self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop_group())
 
@@ -102,6 +142,7 @@ class ScriptRun:
         """SIGKILL the script's whole group now, no grace: it may not run on for another moment
         (its deploy is no longer this process's, and may run again elsewhere)."""
         self._cancel_requested = self._killed = True
+        self._close_gate()
         if self._proc is not None and self._proc.returncode is None:
             _signal_group(self._proc.pid, signal.SIGKILL)
 
@@ -110,6 +151,9 @@ class ScriptRun:
         if (account := self.spec.account) is not None:
             env.update(HOME=account.home, USER=account.user, LOGNAME=account.user)
             account_kwargs = {"user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
+        gate_read, self._gate_fd = os.pipe()  # both ends close on exec; the script gets the read end
+        os.set_blocking(self._gate_fd, False)  # an answer never blocks the bot
+        env[GATE_FD_VARIABLE] = str(gate_read)
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.spec.argv,
@@ -120,10 +164,14 @@ class ScriptRun:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 limit=STREAM_LIMIT,
+                pass_fds=(gate_read,),
                 **account_kwargs,
             )
         except OSError as exc:
+            self._close_gate()
             return RunResult(Outcome.SPAWN_FAILED, detail=f"{self.spec.argv[0]}: {exc.strerror or exc}")
+        finally:
+            os.close(gate_read)
 
         proc = self._proc
         _widen_pipe(proc.stdout)
@@ -134,10 +182,11 @@ class ScriptRun:
                 self.kill()
             elif self._cancel_requested:
                 self.cancel()
-            if not await within(_exited(proc), self.spec.timeout):
+            if not await self._exited_in_time(proc):
                 self._timed_out = True
                 await self._stop_group()
         finally:
+            self._close_gate()
             # The script is gone (or we are being torn down): nothing of its group may outlive it.
             _signal_group(proc.pid, signal.SIGKILL)
             await _exited(proc)
@@ -153,6 +202,28 @@ class ScriptRun:
         for event in self.scanner.finish():
             await self._report(event)
         return self._result(proc.returncode)
+
+    async def _exited_in_time(self, proc: asyncio.subprocess.Process) -> bool:
+        """Wait for the script to exit: False when its timeout ran out first. The clock stands
+        still while a gate waits for its answer."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self.spec.timeout
+        exited = asyncio.ensure_future(_exited(proc))
+        try:
+            while True:
+                self._clock_moved.clear()
+                left = None if self._gate_since is not None else self._deadline - loop.time()
+                if left is not None and left <= 0:
+                    return False
+                moved = asyncio.ensure_future(self._clock_moved.wait())
+                try:
+                    await asyncio.wait({exited, moved}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    moved.cancel()
+                if exited.done():
+                    return True
+        finally:
+            exited.cancel()
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         # Secrets are masked before anything sees the output: the stored log and the scanner's
@@ -181,9 +252,14 @@ class ScriptRun:
         for event in self.scanner.feed(data):
             await self._report(event)
 
-    async def _report(self, event: Step | CommitReported) -> None:
+    async def _report(self, event: Marker) -> None:
         if isinstance(event, CommitReported):
             await self.events.commit(event.sha)
+        elif isinstance(event, GateReached):
+            if self._gate_fd is None:  # cancelled, or the script is gone: nobody reads an answer
+                return
+            self._pause()
+            await self.events.gate(event.question)
         else:
             await self.events.step(event)
 

@@ -1,4 +1,5 @@
-"""Periodic jobs on APScheduler: the reaper (every few seconds) and retention (cron)."""
+"""Periodic jobs on APScheduler: the reaper (every few seconds), lock expiry and reminders (every
+half minute, bot/deploy/locks.py) and retention (cron)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,39 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Config, cron_trigger
+from bot.deploy.locks import CHECK_SECONDS
 from bot.deploy.service import DeployService
 
 log = logging.getLogger(__name__)
 
+APPROVAL_CHECK_SECONDS = 15.0  # unapproved deploys past approval_timeout_minutes end this late at most
+
 
 class Scheduler:
-    def __init__(self, config: Config, service: DeployService) -> None:
+    def __init__(self, config: Config, service: DeployService, *, locks: bool = True) -> None:
+        """`locks=False` in a process that cannot tell Slack (the CLI): an expiry or reminder it
+        found would be announced by nobody."""
         self.service = service
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(
             self._reap,
             IntervalTrigger(seconds=config.bot.reaper_interval_seconds),
             id="reaper",
+            max_instances=1,
+            coalesce=True,
+        )
+        if locks:
+            self._scheduler.add_job(
+                self._locks,
+                IntervalTrigger(seconds=CHECK_SECONDS),
+                id="locks",
+                max_instances=1,
+                coalesce=True,
+            )
+        self._scheduler.add_job(
+            self._approvals,
+            IntervalTrigger(seconds=APPROVAL_CHECK_SECONDS),
+            id="approvals",
             max_instances=1,
             coalesce=True,
         )
@@ -49,6 +70,18 @@ class Scheduler:
             await self.service.reap()
         except Exception:
             log.exception("reaper failed")
+
+    async def _locks(self) -> None:
+        try:
+            await self.service.locks.tick()
+        except Exception:
+            log.exception("lock expiry failed")
+
+    async def _approvals(self) -> None:
+        try:
+            await self.service.approvals.expire()
+        except Exception:
+            log.exception("approval expiry failed")
 
     async def _cleanup(self) -> None:
         try:

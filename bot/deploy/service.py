@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
 from bot.config import Config, Environment
-from bot.deploy import git, policy, queue
+from bot.deploy import approvals, gates, git, policy, queue
 from bot.deploy.cluster import Cluster
-from bot.deploy.events import DeployCreated, DeployFinished, DeployQueued, EventBus
+from bot.deploy.events import DeployAwaitingApproval, DeployCreated, DeployFinished, DeployQueued, EventBus
 from bot.deploy.execution import DeployExecution, run_spec
 from bot.deploy.governance import Rules
 from bot.deploy.identity import RunnerId
 from bot.deploy.leases import Leases
+from bot.deploy.locks import LockDesk
 from bot.deploy.queries import DeployQueries
 from bot.errors import (
     AlreadyFinished,
@@ -91,9 +93,13 @@ class DeployService(DeployQueries):
             lease_seconds=config.bot.lease_seconds,
             on_claimed=self._claimed,
             on_cancel=self._cancel_signalled,
+            on_gate=lambda deploy_id: self.gates.signalled(deploy_id),
             on_tick=self._start_queued,
         )
         self.rules = Rules(config, db)
+        self.gates = gates.GateDesk(config, db, self._executions)
+        self.approvals = approvals.Approvals(config, db, self.events, config.bot.lease_seconds)
+        self.locks = LockDesk(config, db, self.events, self.rules)
         self.dequeuer = queue.Dequeuer(config, db, self._commit_of, config.bot.lease_seconds)
 
     # --- lifecycle of the service itself -------------------------------------------------------
@@ -170,7 +176,8 @@ class DeployService(DeployQueries):
         holder = await self.active(env.name)
         if holder is not None and not queue:
             raise self._busy(env, holder)
-        here = self.cluster.runs(env.name)
+        awaiting = approvals.needed(env, rollback=_rollback_of is not None)
+        here = self.cluster.runs(env.name) and not awaiting
         if not here and not await self.cluster.someone_runs(env.name):
             raise NoRunner(environment=env.display)
         row = dict(
@@ -189,10 +196,16 @@ class DeployService(DeployQueries):
         commit = _commit
         for attempt in range(INSERT_ATTEMPTS):
             if holder is not None:  # busy, and asked to queue: the commit is resolved when it starts
-                deploy = await self._enqueue(env, user, forced, commit_hash=commit, **row)
+                try:
+                    deploy = await self._enqueue(env, user, forced, commit_hash=commit, **row)
+                except IntegrityError:  # the same request queued it meanwhile (a double click)
+                    if request_key and (seen := await self._by_request_key(request_key)):
+                        return seen
+                    raise
                 if deploy is not None:
                     return deploy
-                continue  # it freed meanwhile: start it now
+                holder = None  # it freed meanwhile: start it now
+                continue
             if commit is None:
                 commit = await self._resolve_commit(env, branch)
             try:
@@ -202,7 +215,9 @@ class DeployService(DeployQueries):
                     deploy = await repo.insert_deploy(
                         session,
                         runner_id=self.runner_id if here else None,
-                        lease_seconds=self.config.bot.lease_seconds,
+                        # one awaiting approval holds its environment with no lease: nothing reaps it
+                        lease_seconds=None if awaiting else self.config.bot.lease_seconds,
+                        status=Status.AWAITING_APPROVAL if awaiting else Status.PENDING,
                         environment=env.name,
                         commit_hash=commit,
                         **row,
@@ -212,7 +227,7 @@ class DeployService(DeployQueries):
                             session, actor=user, action="force", environment=env.name,
                             deploy_id=deploy.id, detail=forced,
                         )  # fmt: skip
-                    if not here:
+                    if not here and not awaiting:
                         await self.cluster.announce_pending(session)
                 break
             except IntegrityError:
@@ -225,7 +240,9 @@ class DeployService(DeployQueries):
                     raise self._busy(env, holder) from None
                 if attempt == INSERT_ATTEMPTS - 1:
                     raise
-        if here:  # else its owner tells, once it claims it
+        if awaiting:
+            self.events.emit(DeployAwaitingApproval(deploy))
+        elif here:  # else its owner tells, once it claims it
             self.events.emit(DeployCreated(deploy))
             self._launch(deploy, env)
         return deploy
@@ -324,6 +341,12 @@ class DeployService(DeployQueries):
             execution.cancel(user)
         return await self.get(deploy_id)
 
+    async def answer_gate(
+        self, deploy_id: int, *, user: str, answer: str, asked_at: datetime | None = None
+    ) -> Deploy:
+        """`continue` or `abort` for the gate a running deploy waits at (bot/deploy/gates.py)."""
+        return await self.gates.answer(deploy_id, user, answer, asked_at=asked_at)
+
     async def runners(self) -> list[Runner]:
         """The live processes on this database, and the environments each runs."""
         return await self.cluster.live()
@@ -397,6 +420,7 @@ class DeployService(DeployQueries):
             timeout_minutes=env.timeout_minutes,
             runner_id=self.runner_id,
             lease_seconds=self.config.bot.lease_seconds,
+            gate_timeout_minutes=env.gate_timeout_minutes,
         )
         self._executions[deploy.id] = execution
 
@@ -423,7 +447,9 @@ class DeployService(DeployQueries):
 
     async def _start_queued(self) -> None:
         """Start what waits in the queue of each free environment (any process may)."""
-        await self.dequeuer.run()  # each started one is claimed (and announced) like any handed over
+        for deploy in await self.dequeuer.run():  # each started one is claimed and announced
+            if (now := await self.get(deploy.id)).state.is_finished:  # its branch could not be resolved
+                self.events.emit(DeployFinished(now))
 
     def _cancel_signalled(self, deploy_id: int) -> None:
         """Another process was asked to cancel a deploy: if it is ours, act now, not at the next

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -60,8 +61,9 @@ class AppHome:
 
     async def view(self) -> dict:
         envs = []
+        locks = {lock.environment: lock for lock in await self.service.locks.all()}
         for env in self.config.environments.values():
-            envs.append(await self._env_home(env))
+            envs.append(replace(await self._env_home(env), lock=locks.get(env.name)))
         recent = (await self.service.history(page_size=HOME_RECENT)).items
         return home.home_view(envs, recent, self.config.locale, now=utcnow())
 

@@ -5,7 +5,8 @@ The order of one deploy's work: its card first; while it runs, step replies and 
 whichever budget comes first; at the end the card's final state, then the final reply that mentions
 the deployer (never before the card shows that end), then the log file of a deploy that did not
 succeed. Steps that have had no reply yet go out in order before the final reply when the channel
-can take them, else inside it.
+can take them, else inside it. A gate's question and its answer (`notes`) get replies of their own,
+in their place among the steps, and are never folded into another reply.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-from bot.deploy.events import DeployFinished
+from bot.deploy.events import DeployFinished, GateAnswered, GateAsked
 from bot.deploy.progress import Step
 from bot.slack.outbox import SLACK_PACING, Budget, Outbox, Pacing, Priority, Want
 from storage.models import Deploy, Status
@@ -53,6 +54,8 @@ class Feed:
         self.channel = channel
         self.ts: str | None = deploy.slack_ts if deploy.slack_channel == channel else None
         self.steps: deque[Step] = deque()  # steps without a reply yet
+        self.steps_seen = 0  # steps ever queued: a note waits for the steps seen before it
+        self.notes: deque[tuple[int, GateAsked | GateAnswered]] = deque()  # (steps_seen then, event)
         self.final: DeployFinished | None = None
         self.final_version = 0  # the version that brought the final state
         self.final_sent = False
@@ -67,6 +70,9 @@ class Feed:
         self.estimate_loaded = False
         self.rollback_target: Deploy | None = None
         self.rollback_loaded = False
+        self.changes = None  # awaiting approval: what it would change (bot/deploy/changes.py)
+        self.changes_loaded = False
+        self.queue_position: int | None = None  # a queued deploy's place in line
         self.dead = False  # the channel refused the card: nothing more to say there
         self.since: dict[str, int] = {}  # kind of want -> its place in line, kept until it is done
         if self.ts:
@@ -83,7 +89,7 @@ class Feed:
 
     @property
     def finished(self) -> bool:
-        if self.dead:
+        if self.dead or self.parked:
             return True
         return (
             self.card_final
@@ -91,6 +97,18 @@ class Feed:
             and self.log_sent
             and self.sent_version == self.version
             and not self.steps
+            and not self.notes
+        )
+
+    @property
+    def parked(self) -> bool:
+        """A queued deploy whose card is shown: nothing more to do here. Whichever process starts
+        it later takes the card over through its `slack_ts` (or this one again, with a new feed)."""
+        return (
+            self.deploy.state in (Status.QUEUED, Status.AWAITING_APPROVAL)
+            and self.final is None
+            and self.ts is not None
+            and self.sent_version == self.version
         )
 
 
@@ -102,7 +120,9 @@ def plan(feed: Feed, outbox: Outbox, timing: Timing, now: float) -> tuple[list[W
     if feed.final is not None and not (feed.card_final and feed.final_sent and feed.log_sent):
         return _plan_end(feed, outbox, timing, now, post)
     wants: list[Want] = []
-    if feed.steps:
+    if note_due(feed):  # someone is to answer it: ahead of progress
+        wants.append(_want(feed, outbox, "note", post, Priority.NEW_CARD))
+    elif feed.steps:
         wants.append(_want(feed, outbox, "steps", post, Priority.STEP))
     update, due = _card_update(feed, outbox, timing, now)
     wants += [update] if update else []
@@ -115,6 +135,8 @@ def _plan_end(
     if not feed.card_final:
         update, due = _card_update(feed, outbox, timing, now)
         return ([update] if update else []), due
+    if not feed.final_sent and feed.notes:  # in order: the steps before a note, then the note
+        return [_want(feed, outbox, "note" if note_due(feed) else "steps", post, Priority.FINAL)], None
     if not feed.final_sent:
         # Steps still owed get replies of their own only if the channel has room for a step
         # reply right now; otherwise they ride in the final reply instead of delaying it.
@@ -145,6 +167,18 @@ def _want(feed: Feed, outbox: Outbox, kind: str, budget: Budget, priority: Prior
     # re-planning (after news, a timeout or a 429) never sends a worker to the back.
     seq = feed.since.setdefault(kind, outbox.ticket())
     return Want(kind, budget, priority, seq)
+
+
+def note_due(feed: Feed) -> bool:
+    """Whether the first gate note may go: every step seen before it has had its reply."""
+    return bool(feed.notes) and feed.notes[0][0] <= feed.steps_seen - len(feed.steps)
+
+
+def steps_before_note(feed: Feed) -> int:
+    """How many of the waiting steps may have a reply now (those before the first note)."""
+    if not feed.notes:
+        return len(feed.steps)
+    return max(0, feed.notes[0][0] - (feed.steps_seen - len(feed.steps)))
 
 
 def log_wanted(deploy: Deploy) -> bool:

@@ -12,13 +12,19 @@ from dataclasses import dataclass, field
 
 from bot.config import Config
 from bot.deploy import git
-from bot.errors import InvalidBranch
+from bot.deploy.locks import parse_duration
+from bot.errors import InvalidBranch, InvalidInput
 from bot.i18n import CATALOGUES, t
 from storage.models import Status
 
 MAX_ID = 2**31 - 1
 ID = re.compile(r"^#?(\d{1,10})$")
-FLAGS = {"--skip-build": "skip_build", "--skip-migrations": "skip_migrations"}
+FLAGS = {
+    "--skip-build": "skip_build",
+    "--skip-migrations": "skip_migrations",
+    "--queue": "queue",
+    "--force": "force",  # takes the next word as its reason
+}
 ALL = "all"
 
 
@@ -34,6 +40,8 @@ class StartDeploy:
     skip_build: bool = False
     skip_migrations: bool = False
     description: str = ""
+    queue: bool = False  # wait in the environment's queue when it is busy
+    force: str | None = None  # a manager's reason to pass a branch rule
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,33 @@ class ShowRunners:
 
 
 @dataclass(frozen=True)
+class ShowAudit:
+    """`/deploy audit [env] [page]`: the audit trail, newest first."""
+
+    env: str | None = None
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class LockEnvironment:
+    """`/deploy lock <env> [duration] [reason…]`: minutes None is the default duration."""
+
+    env: str
+    minutes: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UnlockEnvironment:
+    env: str
+
+
+@dataclass(frozen=True)
+class ShowLocks:
+    """`/deploy locks`: every locked environment."""
+
+
+@dataclass(frozen=True)
 class ShowHelp:
     pass
 
@@ -83,6 +118,10 @@ Command = (
     | CancelDeploy
     | RollbackTo
     | ShowRunners
+    | ShowAudit
+    | LockEnvironment
+    | UnlockEnvironment
+    | ShowLocks
     | ShowHelp
 )
 
@@ -124,21 +163,37 @@ def _open(words: list[_Word], text: str, config: Config, syntax: str) -> Command
 
 
 def _deploy(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    """Flags may stand anywhere before the description: the first word that is not a flag is the
+    branch, the next one starts the description (which keeps its own spacing). `--force` takes
+    the word after it as its reason. (`at <time>` / `in <delay>` will be read here too, as
+    keywords only when the next word parses as a time.)"""
     env = config.environment(words[0].text)
     if env is None:  # parse() only routes here for known environments; keep the guard anyway
         raise _unknown_word(words[0].text, config)
     rest = words[1:]
     branch = None
-    if rest and not rest[0].text.startswith("--"):
-        branch = _branch(rest.pop(0).text, syntax)
-    flags = {"skip_build": False, "skip_migrations": False}
-    while rest and rest[0].text.startswith("--"):
-        flag = rest.pop(0).text.lower()
+    flags: dict[str, object] = {}
+    while rest:
+        word = rest.pop(0)
+        if not word.text.startswith("--"):
+            if branch is not None:
+                rest.insert(0, word)
+                break
+            branch = _branch(word.text, syntax)
+            continue
+        flag = word.text.lower()
         if flag not in FLAGS:
             raise UsageError("cmd.error.unknown_flag", {"flag": flag[:40], "flags": ", ".join(FLAGS)}, syntax)
-        flags[FLAGS[flag]] = True
+        if FLAGS[flag] in flags:
+            raise UsageError("cmd.error.flag_twice", {"flag": flag}, syntax)
+        if flag == "--force":
+            if not rest or rest[0].text.startswith("--"):
+                raise UsageError("cmd.error.force_reason", {}, syntax)
+            flags["force"] = rest.pop(0).text
+        else:
+            flags[FLAGS[flag]] = True
     description = text[rest[0].start :].strip() if rest else ""
-    return StartDeploy(env.name, branch, description=description, **flags)
+    return StartDeploy(env.name, branch, description=description, **flags)  # type: ignore[arg-type]
 
 
 def _history(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
@@ -199,6 +254,52 @@ def _runners(words: list[_Word], text: str, config: Config, syntax: str) -> Comm
     return ShowRunners()
 
 
+def _audit(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    found: dict[str, object] = {}
+    for word in words[1:]:
+        token = word.text
+        number = token.isascii() and token.isdigit()
+        env = None if number else config.environment(token)
+        if not number and env is None:
+            raise UsageError(
+                "cmd.error.audit_word", {"word": token[:40], "envs": ", ".join(config.environments)}, syntax
+            )
+        kind = "page" if env is None else "env"
+        if kind in found:
+            raise UsageError("cmd.error.history_twice", {"word": token[:40]}, syntax)
+        if env is not None:
+            found["env"] = env.name
+        elif len(token) > 6 or not 1 <= (page := int(token)) <= 100_000:
+            raise UsageError("cmd.error.bad_page", {"page": token[:12]}, syntax)
+        else:
+            found["page"] = page
+    return ShowAudit(found.get("env"), found.get("page", 1))  # type: ignore[arg-type]
+
+
+def _lock(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    """A word after the environment that starts with a digit or a sign is the duration (and must
+    be a good one); any other word starts the reason."""
+    env = _environment_word(words, config, syntax)
+    minutes, rest = None, words[2:]
+    if rest and rest[0].text[:1] in "0123456789+-":
+        try:
+            minutes = parse_duration(rest.pop(0).text)
+        except InvalidInput as exc:
+            raise UsageError(exc.key, exc.params, syntax) from None
+    return LockEnvironment(env, minutes, text[rest[0].start :].strip() if rest else "")
+
+
+def _unlock(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    env = _environment_word(words, config, syntax)
+    _no_more(words, 2, syntax)
+    return UnlockEnvironment(env)
+
+
+def _locks(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    _no_more(words, 1, syntax)
+    return ShowLocks()
+
+
 def _help(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
     return ShowHelp()
 
@@ -207,7 +308,7 @@ GRAMMAR: tuple[Form, ...] = (
     Form(None, "/deploy", "cmd.help.open", _open),
     Form(
         None,
-        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [description…]",
+        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [--queue] [--force <reason>] [description…]",
         "cmd.help.deploy",
         _deploy,
     ),
@@ -217,6 +318,10 @@ GRAMMAR: tuple[Form, ...] = (
     Form("cancel", "/deploy cancel <id>", "cmd.help.cancel", _cancel),
     Form("rollback", "/deploy rollback <id> [reason]", "cmd.help.rollback", _rollback),
     Form("runners", "/deploy runners", "cmd.help.runners", _runners),
+    Form("audit", "/deploy audit [env] [page]", "cmd.help.audit", _audit),
+    Form("lock", "/deploy lock <env> [duration] [reason…]", "cmd.help.lock", _lock),
+    Form("unlock", "/deploy unlock <env>", "cmd.help.unlock", _unlock),
+    Form("locks", "/deploy locks", "cmd.help.locks", _locks),
     Form("help", "/deploy help", "cmd.help.help", _help),
 )
 USAGE: list[tuple[str, str]] = [(form.syntax, form.help_key) for form in GRAMMAR]
@@ -257,6 +362,18 @@ def _unknown_word(word: str, config: Config) -> UsageError:
         },
         FULL_USAGE,
     )
+
+
+def _environment_word(words: list[_Word], config: Config, syntax: str) -> str:
+    """The environment named by the word after the sub-command, by its name."""
+    if len(words) < 2:
+        raise UsageError("cmd.error.missing_env", {"envs": ", ".join(config.environments)}, syntax)
+    env = config.environment(words[1].text)
+    if env is None:
+        choices = ", ".join(config.environments)
+        params = {"name": words[1].text[:40], "choices": choices}
+        raise UsageError("error.unknown_environment", params, syntax)
+    return env.name
 
 
 def _branch(branch: str, syntax: str) -> str:

@@ -30,13 +30,33 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.aio import wait_event
 from bot.config import Config
-from bot.deploy.events import DeployEvent, DeployFinished, DeployLost, StepChanged
+from bot.deploy.events import (
+    DeployAwaitingApproval,
+    DeployEvent,
+    DeployFinished,
+    DeployLost,
+    GateAnswered,
+    GateAsked,
+    StepChanged,
+)
+from bot.deploy.lock_events import LockEvent
 from bot.i18n import t
 from bot.slack.apphome import AppHome
-from bot.slack.blocks import card, thread
+from bot.slack.blocks import card, gate, thread
+from bot.slack.blocks.approval import approval_request
 from bot.slack.blocks.messages import Message
 from bot.slack.client import without_rate_limit_retries
-from bot.slack.feed import CardFailed, CardOutcome, CardPosted, Feed, Timing, log_wanted, plan
+from bot.slack.feed import (
+    CardFailed,
+    CardOutcome,
+    CardPosted,
+    Feed,
+    Timing,
+    log_wanted,
+    plan,
+    steps_before_note,
+)
+from bot.slack.lock_notices import LockNotices
 from bot.slack.outbox import Budget, Outbox, RateLimited, SlackUnavailable, Want, is_transient, slack_error
 from bot.slack.permissions import Admins
 from storage.models import Deploy, Status, utcnow
@@ -73,27 +93,64 @@ class SlackNotifier:
         self._feeds: dict[int, Feed] = {}
         self._workers: set[asyncio.Task] = set()
         self.home = AppHome(config, service, client, self.paced, admins, self.outbox, self.timing)
+        self.locks = LockNotices(config, client, self.home)  # DMs and channel notes about locks
 
     # --- the observer (called inline by the service: must return at once) -------------------
 
-    def observe(self, event: DeployEvent) -> None:
+    def observe(self, event: object) -> None:
+        if isinstance(event, LockEvent):
+            self.locks.observe(event)
+            return
+        if not isinstance(event, DeployEvent):
+            return
         deploy = event.deploy
         if isinstance(event, DeployLost):  # the reaper tells Slack: our stale card would overwrite its
             if (feed := self._feeds.get(deploy.id)) and feed.final is None:  # unless we reaped it
                 feed.dead = True  # its worker stops before its next call
                 feed.wake.set()
             return
+        if isinstance(event, DeployAwaitingApproval):
+            self._spawn(self._ask_approvers(deploy), f"slack-approval-{deploy.id}")
         feed = self._feeds.get(deploy.id) or self._open_feed(deploy)
         if feed is not None:
             feed.deploy = deploy
             feed.version += 1
             if isinstance(event, StepChanged):
                 feed.steps.append(event.step)
+                feed.steps_seen += 1
+            if isinstance(event, GateAsked | GateAnswered):
+                feed.notes.append((feed.steps_seen, event))
             if isinstance(event, DeployFinished):
                 feed.final = event
                 feed.final_version = feed.version
             feed.wake.set()
         self.home.changed()
+
+    def _spawn(self, work, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+
+    async def _ask_approvers(self, deploy: Deploy) -> None:
+        """A DM to each approver of the environment (Slack users; tokens approve over REST) with
+        what would change and 批准 / 拒绝. Never to the requester, who cannot approve."""
+        env = self.config.environments.get(deploy.environment)
+        if env is None:
+            return
+        approvers = [a for a in env.approvers if a[:1] in ("U", "W") and a != deploy.deployed_by]
+        if not approvers:
+            return
+        try:
+            changes = await self.service.changes_for(deploy)
+        except Exception:
+            log.exception("deploy #%s: could not read what it would change", deploy.id)
+            changes = None
+        message = approval_request(deploy, env, changes, self.locale)
+        for user in approvers:
+            try:
+                await self.client.chat_postMessage(channel=user, unfurl_links=False, **message.as_kwargs())
+            except Exception as exc:
+                log.warning("deploy #%s: cannot ask %s for approval: %s", deploy.id, user, slack_error(exc))
 
     def _open_feed(self, deploy: Deploy) -> Feed | None:
         """A feed and its worker for a deploy that has a channel to be shown in, else None."""
@@ -136,21 +193,26 @@ class SlackNotifier:
         target = None
         if deploy.state is Status.SUCCESS:
             target = await self.service.rollback_target_for(deploy)
+        position = await self.service.queue_position(deploy) if deploy.state is Status.QUEUED else None
         return card.CardContext(
             env=self.config.environments.get(deploy.environment),
             now=utcnow(),
             estimate=estimate,
             rollback_target=target,
+            lock=await self.service.locks.shown(deploy.environment),
+            queue_position=position,
         )
 
     async def wait_idle(self) -> None:
         """Wait until every deploy's card, thread and file are written (tests, shutdown)."""
         while self._workers:
             await asyncio.gather(*list(self._workers), return_exceptions=True)
+        await self.locks.wait_idle()
 
     async def close(self, timeout: float = 10.0) -> None:
         """Give the workers a moment to write final states, then stop them."""
         await self.home.close()
+        await self.locks.close(timeout)
         if self._workers:
             await asyncio.wait(list(self._workers), timeout=timeout)
         tasks = list(self._workers)
@@ -213,6 +275,7 @@ class SlackNotifier:
             "card": self._post_card,
             "update": self._update_card,
             "steps": self._post_steps,
+            "note": self._post_note,
             "final": self._post_final,
             "log": self._upload_log,
         }[want.kind]
@@ -224,6 +287,11 @@ class SlackNotifier:
         if not feed.estimate_loaded and not deploy.step_total:
             feed.estimate = await self.service.estimate(deploy.environment)
             feed.estimate_loaded = True
+        if deploy.state is Status.QUEUED:
+            feed.queue_position = await self.service.queue_position(deploy)
+        if not feed.changes_loaded and deploy.state is Status.AWAITING_APPROVAL:
+            feed.changes = await self.service.changes_for(deploy)
+            feed.changes_loaded = True
         if not feed.rollback_loaded and deploy.state is Status.SUCCESS:
             feed.rollback_target = await self.service.rollback_target_for(deploy)
             feed.rollback_loaded = True
@@ -234,6 +302,9 @@ class SlackNotifier:
             now=utcnow(),
             estimate=feed.estimate,
             rollback_target=feed.rollback_target,
+            lock=self.service.locks.known(feed.deploy.environment),
+            queue_position=feed.queue_position,
+            changes=feed.changes,
         )
 
     async def _post_card(self, feed: Feed, want: Want) -> None:
@@ -283,12 +354,19 @@ class SlackNotifier:
     async def _post_steps(self, feed: Feed, want: Want) -> None:
         """The first waiting step; all of them in one reply when the channel could not take
         another post right now (Slack would only make them wait longer)."""
-        steps = list(feed.steps)
+        steps = list(feed.steps)[: steps_before_note(feed)]
         if len(steps) > 1 and self.outbox.ready(want.budget, want.priority):
             steps = steps[:1]
         await self._thread_reply(feed, want.budget, thread.steps_reply(feed.deploy, steps, self.locale))
         for _ in steps:
             feed.steps.popleft()
+
+    async def _post_note(self, feed: Feed, want: Want) -> None:
+        """A gate's question (with its buttons while it is open) or its answer, in the thread."""
+        env = self.config.environments.get(feed.deploy.environment)
+        _, event = feed.notes[0]
+        await self._thread_reply(feed, want.budget, gate.gate_note(feed.deploy, event, env, self.locale))
+        feed.notes.popleft()
 
     async def _post_final(self, feed: Feed, want: Want) -> None:
         assert feed.final is not None

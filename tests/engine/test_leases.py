@@ -144,7 +144,7 @@ async def test_only_the_database_clock_says_whether_a_lease_expired(service, mon
 
     monkeypatch.setattr(time, "time", lambda: real_time() + shift)
     monkeypatch.setattr("storage.models.utcnow", skewed)
-    monkeypatch.setattr("bot.deploy.service.utcnow", skewed)
+    monkeypatch.setattr("bot.deploy.queries.utcnow", skewed)
     ids = {}
     async with service.db.session() as session:
         for name in ("leased", "expired", "legacy-fresh", "legacy-stale"):

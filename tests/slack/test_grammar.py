@@ -130,13 +130,19 @@ def test_help_comes_from_the_parser_table(config: Config) -> None:
     # every syntax in the help parses when its placeholders are filled in
     samples = {
         "/deploy": "",
-        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [description…]": "staging main --skip-build x",
+        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [--queue] [--force <reason>] [description…]": (
+            "staging main --skip-build --queue --force why x"
+        ),
         "/deploy history [env] [status] [page]": "history staging failed 2",
         "/deploy status [id]": "status 3",
         "/deploy logs <id>": "logs 3",
         "/deploy cancel <id>": "cancel 3",
         "/deploy rollback <id> [reason]": "rollback 3 why",
         "/deploy runners": "runners",
+        "/deploy audit [env] [page]": "audit staging 2",
+        "/deploy lock <env> [duration] [reason…]": "lock staging 30m release check",
+        "/deploy unlock <env>": "unlock staging",
+        "/deploy locks": "locks",
         "/deploy help": "help",
     }
     assert set(samples) == {syntax for syntax, _ in rows}

@@ -1,6 +1,7 @@
 """The live channel card of one deploy, updated in place: status, environment, branch, commit,
 deployer, a text progress bar with the current step, the time spent, and its buttons (查看日志;
-取消部署 with a confirm while it runs; 回滚 on success). Its summary, progress line, step label and
+取消部署 with a confirm while it runs; 回滚 on success), and the question of a gate with 继续 / 中止
+while the script waits at one. Its summary, progress line, step label and
 rollback button are reused by the thread, the log modal and App Home.
 """
 
@@ -10,8 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.config import Environment
+from bot.deploy.changes import Changes
 from bot.i18n import t
+from bot.slack.blocks.approval import approval_blocks
 from bot.slack.blocks.elements import MAX_FIELD, button, confirm_dialog, context, mrkdwn_text, section
+from bot.slack.blocks.gate import gate_blocks
+from bot.slack.blocks.locks import lock_line
 from bot.slack.blocks.logs import CODE_FENCE, code_line
 from bot.slack.blocks.messages import Message
 from bot.slack.blocks.mrkdwn import (
@@ -30,7 +35,7 @@ from bot.slack.blocks.mrkdwn import (
     stamp,
     took_seconds,
 )
-from storage.models import Deploy, Status
+from storage.models import Deploy, EnvironmentLock, Status
 
 BAR_FULL, BAR_EMPTY = "█", "░"
 
@@ -41,6 +46,9 @@ class CardContext:
     now: datetime
     estimate: float | None = None  # seconds; drives the bar when the script prints no markers
     rollback_target: Deploy | None = None  # success cards: the version live before (回滚 button)
+    lock: EnvironmentLock | None = None  # the environment's lock, shown as a line of its own
+    queue_position: int | None = None  # queued cards: 1 = next to start
+    changes: Changes | None = None  # awaiting approval: the commits it would bring or take away
 
 
 def progress_bar(current: int, total: int, width: int = 10) -> str:
@@ -57,10 +65,18 @@ def deploy_card(deploy: Deploy, ctx: CardContext, locale: str) -> Message:
     blocks = [
         section(summary(deploy, ctx.env, locale), f"{prefix}_summary"),
         {"type": "section", "block_id": f"{prefix}_fields", "fields": _card_fields(deploy, ctx, locale)},
-        context(progress_text(deploy, ctx.estimate, ctx.now, locale), f"{prefix}_progress"),
+        context(
+            progress_text(deploy, ctx.estimate, ctx.now, locale, position=ctx.queue_position),
+            f"{prefix}_progress",
+        ),
     ]
     if deploy.state is Status.FAILED and deploy.error_message:
         blocks.append(section(error_text(deploy.error_message, locale), f"{prefix}_error"))
+    if ctx.lock is not None:
+        blocks.append(context(lock_line(ctx.lock, locale), f"{prefix}_lock"))
+    blocks += gate_blocks(deploy, ctx.env, locale, prefix)  # a question the script waits at
+    if deploy.state is Status.AWAITING_APPROVAL:
+        blocks += approval_blocks(deploy, ctx.env, ctx.changes, locale)
     buttons = _card_buttons(deploy, ctx, locale)
     blocks.append({"type": "actions", "block_id": f"{prefix}_actions", "elements": buttons})
     return Message(fallback_text(deploy, ctx.env, locale), blocks)
@@ -94,12 +110,20 @@ def _card_fields(deploy: Deploy, ctx: CardContext, locale: str) -> list[dict]:
         pairs.append(("ui.field.options", " · ".join(options)))
     if deploy.description:
         pairs.append(("ui.field.description", escape(clip(deploy.description, 300))))
+    if deploy.forced_by:
+        reason = escape(clip(one_line(deploy.force_reason or ""), 200))
+        pairs.append(("ui.field.forced", f"{deployer(deploy.forced_by)} · {reason}"))
     return [mrkdwn_text(clip(f"*{t(locale, key)}*\n{value}", MAX_FIELD)) for key, value in pairs]
 
 
-def progress_text(deploy: Deploy, estimate: float | None, now: datetime, locale: str) -> str:
+def progress_text(
+    deploy: Deploy, estimate: float | None, now: datetime, locale: str, *, position: int | None = None
+) -> str:
     """The bar and where the deploy is: waiting, the step it runs (or an estimate), how it ended."""
     state = deploy.state
+    if state is Status.QUEUED:
+        where = t(locale, "ui.progress.queued", position=position) if position else t(locale, "status.queued")
+        return f"{progress_bar(0, 1)} {where}"
     if state is Status.PENDING:
         return f"{progress_bar(0, 1)} {t(locale, 'ui.progress.waiting')}"
     if state is Status.RUNNING:
@@ -159,6 +183,8 @@ def step_label(deploy: Deploy, locale: str) -> str:
 
 
 def _card_buttons(deploy: Deploy, ctx: CardContext, locale: str) -> list[dict]:
+    if deploy.state is Status.QUEUED:  # no log yet; it can only leave the queue
+        return [button(t(locale, "ui.button.cancel_queue"), "cancel_queued", deploy.id)]
     buttons = [button(t(locale, "ui.button.view_logs"), "view_logs", deploy.id)]
     if deploy.state.is_active:
         buttons.append(_cancel_button(deploy, ctx.env, locale))

@@ -19,6 +19,7 @@ from bot.slack.blocks.elements import (
     pack_lines,
     section,
 )
+from bot.slack.blocks.locks import lock_line
 from bot.slack.blocks.mrkdwn import (
     EMOJI,
     clip,
@@ -31,7 +32,7 @@ from bot.slack.blocks.mrkdwn import (
     stamp,
     took_seconds,
 )
-from storage.models import Deploy
+from storage.models import Deploy, EnvironmentLock
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class EnvHome:
     live: Deploy | None
     running: Deploy | None
     estimate: float | None = None
+    lock: EnvironmentLock | None = None
 
 
 def home_view(envs: Sequence[EnvHome], recent: Sequence[Deploy], locale: str, *, now: datetime) -> dict:
@@ -89,6 +91,8 @@ def _env_section(item: EnvHome, locale: str, now: datetime) -> dict:
                 progress=progress,
             )
         )
+    if item.lock is not None:
+        lines.append(lock_line(item.lock, locale))
     history = button(t(locale, "ui.button.history"), "home_open_history", env.name)
     return section(clip("\n".join(lines), MAX_SECTION), f"home_env_{env.name}") | {"accessory": history}
 
