@@ -327,7 +327,9 @@ GRAMMAR: tuple[Form, ...] = (
 USAGE: list[tuple[str, str]] = [(form.syntax, form.help_key) for form in GRAMMAR]
 FULL_USAGE = "\n".join(form.syntax for form in GRAMMAR)
 _BY_WORD = {form.word: form for form in GRAMMAR if form.word}
-RESERVED_WORDS = frozenset(_BY_WORD)  # no environment or alias may be named like a sub-command
+# No environment or alias may be named like a sub-command, or like `schedule`, which scheduled deploys
+# (DESIGN §10) will take: refusing it now keeps a config written today valid then.
+RESERVED_WORDS = frozenset(_BY_WORD) | {"schedule"}
 _OPEN, _DEPLOY = GRAMMAR[0], GRAMMAR[1]
 
 

@@ -76,3 +76,5 @@ def test_errors_name_the_flag_and_the_choices(config: Config) -> None:
 
 def test_audit_is_a_reserved_word() -> None:
     assert "audit" in grammar.RESERVED_WORDS
+    # DESIGN §9's list of new reserved words, all of them
+    assert {"lock", "unlock", "locks", "schedule", "audit", "runners"} <= grammar.RESERVED_WORDS
