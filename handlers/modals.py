@@ -61,7 +61,8 @@ async def open_rollback_modal(
     await ctx.service.check_rollback_target(target)
     meta = json.dumps({"target_id": target.id, "undo_id": undo.id if undo else None, "channel_id": channel})
     env = ctx.config.environments.get(target.environment)
-    view = modals.rollback_modal(target, env, ctx.locale, metadata=meta, undo=undo)
+    changes = await ctx.service.changes_for(target)
+    view = modals.rollback_modal(target, env, ctx.locale, metadata=meta, undo=undo, changes=changes)
     await open_modal(client, trigger_id, view, push=push)
 
 

@@ -91,6 +91,8 @@ async def test_rollback_button_restores_the_version_before_and_posts_its_own_car
     modal = opened.response["view"]
     assert modal["callback_id"] == "rollback_modal"
     assert shows(texts(modal), first.id) and first.short_commit in texts(modal)
+    # what it would change: the commit it takes away from the live version
+    assert t("zh", "ui.changes.backwards", count=1) in texts(modal) and "second" in texts(modal)
 
     await bot.submit({"reason": "checkout is broken"}, view=modal)
     await bot.submit({"reason": "checkout is broken"}, view=modal)  # a double submit

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 
 from bot.config import Config, Environment
+from bot.deploy.changes import Changes
 from bot.i18n import t
+from bot.slack.blocks.approval import changes_blocks
 from bot.slack.blocks.card import step_label
 from bot.slack.blocks.elements import MAX_OPTIONS, MAX_SECTION, button, context, option, plain_text, section
 from bot.slack.blocks.logs import log_sections
@@ -71,9 +73,16 @@ def _log_head(deploy: Deploy, env: Environment | None, locale: str) -> str:
 
 
 def rollback_modal(
-    target: Deploy, env: Environment | None, locale: str, *, metadata: str, undo: Deploy | None = None
+    target: Deploy,
+    env: Environment | None,
+    locale: str,
+    *,
+    metadata: str,
+    undo: Deploy | None = None,
+    changes: Changes | None = None,
 ) -> dict:
-    """Asks for an optional reason and names exactly what will be deployed again."""
+    """Asks for an optional reason and names exactly what will be deployed again, and what it would
+    change (the commits it takes away from the live version)."""
     lines = [
         t(
             locale,
@@ -91,6 +100,7 @@ def rollback_modal(
     lines.append(t(locale, "ui.rollback_modal.note"))
     blocks = [
         section(clip("\n".join(lines), MAX_SECTION), "rollback_target"),
+        *changes_blocks(changes, locale, "rollback_changes"),
         _text_input(
             "reason", "reason_input", t(locale, "ui.rollback_modal.reason"), multiline=True, optional=True
         )
