@@ -64,6 +64,28 @@ async def queued_count(session, environment: str, before_id: int | None = None) 
     return (await session.execute(query)).scalar_one()
 
 
+async def failed_ahead(db: Database, deploy: Deploy) -> Deploy | None:
+    """The deploy that held the environment while `deploy` waited, when it failed: the queue went
+    on regardless, and the card of the next one says so."""
+    if deploy.created_at is None:
+        return None
+    until = deploy.started_at or deploy.updated_at or deploy.created_at
+    query = (
+        select(Deploy)
+        .where(
+            Deploy.environment == deploy.environment,
+            Deploy.id < deploy.id,
+            Deploy.completed_at >= deploy.created_at,
+            Deploy.completed_at <= until,
+        )
+        .order_by(Deploy.completed_at.desc())
+        .limit(1)
+    )
+    async with db.session() as session:
+        ahead = (await session.execute(query)).scalar_one_or_none()
+    return ahead if ahead is not None and ahead.state is Status.FAILED else None
+
+
 async def position(db: Database, deploy: Deploy) -> int:
     """1 for the next to start."""
     async with db.session() as session:

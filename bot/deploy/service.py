@@ -394,6 +394,9 @@ class DeployService(DeployQueries):
         self.cluster.wake()  # it may be startable already (the holder ended meanwhile)
         return deploy
 
+    async def failed_ahead(self, deploy: Deploy) -> Deploy | None:
+        return await queue.failed_ahead(self.db, deploy)
+
     async def queue_position(self, deploy: Deploy) -> int:
         return await queue.position(self.db, deploy)
 

@@ -77,6 +77,7 @@ EN: dict[str, str] = {
     "ui.changes.backwards": "Commits this takes away ({count} in all):",
     "ui.changes.more": "…and {count} more",
     "ui.changes.compare": "Compare in full",
+    "ui.card.failed_ahead": ":warning: Deploy #{deploy_id}, ahead in the queue, failed; the queue went on to this one",
     "ui.approval.waiting": ":raised_hand: Awaiting approval: asked by {requester}; one of {approvers} must approve (never the requester)",
     "ui.approval.any_admin": "any deploy admin",
     "ui.approval.request": ":raised_hand: Deploy #{deploy_id} awaits your approval: {env} · {branch} · asked by {requester}",

@@ -77,6 +77,7 @@ ZH: dict[str, str] = {
     "ui.changes.backwards": "将撤下的提交（共 {count} 个）：",
     "ui.changes.more": "…还有 {count} 个",
     "ui.changes.compare": "查看完整对比",
+    "ui.card.failed_ahead": ":warning: 排在前面的部署 #{deploy_id} 失败了，队列照常继续，轮到这一次",
     "ui.approval.waiting": ":raised_hand: 等待审批：{requester} 发起，需要 {approvers} 中的一位批准（发起人不能批准自己的部署）",
     "ui.approval.any_admin": "任一部署管理员",
     "ui.approval.request": ":raised_hand: 部署 #{deploy_id} 等待你的审批：{env} · {branch} · 由 {requester} 发起",

@@ -72,6 +72,8 @@ class Feed:
         self.rollback_loaded = False
         self.changes = None  # awaiting approval: what it would change (bot/deploy/changes.py)
         self.changes_loaded = False
+        self.failed_ahead = None  # a deploy from the queue: the one before it failed
+        self.failed_ahead_loaded = False
         self.queue_position: int | None = None  # a queued deploy's place in line
         self.dead = False  # the channel refused the card: nothing more to say there
         self.since: dict[str, int] = {}  # kind of want -> its place in line, kept until it is done

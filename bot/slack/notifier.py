@@ -289,6 +289,9 @@ class SlackNotifier:
             feed.estimate_loaded = True
         if deploy.state is Status.QUEUED:
             feed.queue_position = await self.service.queue_position(deploy)
+        if not feed.failed_ahead_loaded and deploy.state.is_leased:
+            feed.failed_ahead = await self.service.failed_ahead(deploy)
+            feed.failed_ahead_loaded = True
         if not feed.changes_loaded and deploy.state is Status.AWAITING_APPROVAL:
             feed.changes = await self.service.changes_for(deploy)
             feed.changes_loaded = True
@@ -305,6 +308,7 @@ class SlackNotifier:
             lock=self.service.locks.known(feed.deploy.environment),
             queue_position=feed.queue_position,
             changes=feed.changes,
+            failed_ahead=feed.failed_ahead,
         )
 
     async def _post_card(self, feed: Feed, want: Want) -> None:

@@ -145,3 +145,25 @@ async def test_force_and_flags_anywhere_reach_the_service(start_bot, tmp_path) -
     assert shown.index(t("zh", "audit.action.force")) < shown.index(t("zh", "audit.action.refused")), (
         "newest first"
     )
+
+
+SLOW_FAIL = """echo "[1/1] $DEPLOY_BRANCH"
+if [ "$DEPLOY_BRANCH" = "doomed" ]; then sleep 1.5; echo "ERROR: broken" >&2; exit 3; fi
+echo "deployed $DEPLOY_BRANCH"
+"""
+
+
+async def test_the_card_after_a_failed_deploy_says_the_queue_went_on(start_bot, tmp_path) -> None:
+    production = {"label": "生产环境", "script": script(tmp_path, "slow_fail.sh", SLOW_FAIL)}
+    bot = await start_bot(environments={"production": production})
+    await bot.command("/deploy production doomed")
+    doomed = await bot.deploy(1)
+    await bot.command("/deploy production main --queue")
+    queued = await bot.deploy(2)
+    assert queued.state is Status.QUEUED
+    done = await bot.finished(2)
+    assert done.state is Status.SUCCESS
+    assert (await bot.service.get(doomed.id)).state is Status.FAILED
+    note = t("zh", "ui.card.failed_ahead", deploy_id=doomed.id)
+    await bot.wait_for(lambda: note in texts(bot.card(queued.id)))
+    assert note not in texts(bot.card(doomed.id))

@@ -49,6 +49,7 @@ class CardContext:
     lock: EnvironmentLock | None = None  # the environment's lock, shown as a line of its own
     queue_position: int | None = None  # queued cards: 1 = next to start
     changes: Changes | None = None  # awaiting approval: the commits it would bring or take away
+    failed_ahead: Deploy | None = None  # from the queue: the deploy before it failed, the queue went on
 
 
 def progress_bar(current: int, total: int, width: int = 10) -> str:
@@ -74,6 +75,9 @@ def deploy_card(deploy: Deploy, ctx: CardContext, locale: str) -> Message:
         blocks.append(section(error_text(deploy.error_message, locale), f"{prefix}_error"))
     if ctx.lock is not None:
         blocks.append(context(lock_line(ctx.lock, locale), f"{prefix}_lock"))
+    if ctx.failed_ahead is not None:
+        note = t(locale, "ui.card.failed_ahead", deploy_id=ctx.failed_ahead.id)
+        blocks.append(context(note, f"{prefix}_failed_ahead"))
     blocks += gate_blocks(deploy, ctx.env, locale, prefix)  # a question the script waits at
     if deploy.state is Status.AWAITING_APPROVAL:
         blocks += approval_blocks(deploy, ctx.env, ctx.changes, locale)
