@@ -16,8 +16,17 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from bot.config.accounts import check_switch, missing_capabilities, resolve_account
-from bot.config.model import Config, ConfigError, ConfigFile, Environment, RunAs, normalize_url
-from bot.config.secrets import bot_secrets, check_length, read_secret, script_secrets
+from bot.config.model import (
+    Config,
+    ConfigError,
+    ConfigFile,
+    Environment,
+    Freeze,
+    NotifySink,
+    RunAs,
+    normalize_url,
+)
+from bot.config.secrets import bot_secrets, check_length, read_secret, resolve_secret, script_secrets
 
 ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -110,7 +119,57 @@ def parse_config(
         first = parsed.environments[switching[0]]
         key = f"environments.{switching[0]}.run_as" if first.run_as else "bot.run_as"
         check_switch(f"{path}: {key}", capabilities_missing())
-    return Config(bot, parsed.retention, environments, secrets, path, lookup, runs=running)
+    bot = bot.model_copy(
+        update={
+            "metrics_token": resolve_secret(
+                bot.metrics_token, environ, key=f"{path}: bot.metrics_token", base=base
+            )
+        }
+    )
+    freezes = tuple(_checked_freeze(path, n, f, lookup) for n, f in enumerate(parsed.freeze))
+    notify = tuple(_resolved_sink(path, n, sink, lookup, environ) for n, sink in enumerate(parsed.notify))
+    return Config(
+        bot,
+        parsed.retention,
+        environments,
+        secrets,
+        path,
+        lookup,
+        runs=running,
+        freezes=freezes,
+        notify=notify,
+    )
+
+
+def _names(path: Path, key: str, words: tuple[str, ...], lookup: dict[str, str]) -> tuple[str, ...]:
+    """Environment names (or aliases) of a [[freeze]] or [[notify]] entry, as names."""
+    names = []
+    for word in words:
+        name = lookup.get(word.strip().lower())
+        if name is None:
+            raise ConfigError(f"{path}: {key}.environments: no environment '{word}'")
+        names.append(name)
+    return tuple(names)
+
+
+def _checked_freeze(path: Path, n: int, freeze: Freeze, lookup: dict[str, str]) -> Freeze:
+    names = _names(path, f"freeze[{n}]", freeze.environments, lookup)
+    return freeze.model_copy(update={"environments": names})
+
+
+def _resolved_sink(
+    path: Path, n: int, sink: NotifySink, lookup: dict[str, str], environ: dict[str, str]
+) -> NotifySink:
+    key = f"{path}: notify[{n}]"
+    resolved = {
+        field: resolve_secret(getattr(sink, field), environ, key=f"{key}.{field}", base=path.parent)
+        for field in ("url", "secret", "smtp_password")
+        if getattr(sink, field)
+    }
+    if sink.kind != "email" and not resolved["url"].startswith(("https://", "http://")):
+        raise ConfigError(f"{key}.url: must be an http(s) URL")
+    names = _names(path, f"notify[{n}]", sink.environments, lookup)
+    return sink.model_copy(update={**resolved, "environments": names})
 
 
 def _running(path: Path, lookup: dict[str, str], runs: Collection[str] | None) -> frozenset[str]:

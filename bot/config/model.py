@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -92,6 +94,19 @@ class BotSettings(_Strict):
     # may --force past a freeze or a branch rule, unlock others' locks, cancel anyone's deploy;
     # empty: every admin
     managers: tuple[str, ...] = ()
+    timezone: str = "UTC"  # what `at 22:00` means, and how times are shown (an IANA zone name)
+    misfire_grace_minutes: float = Field(default=10.0, ge=0)  # a scheduled deploy may start this late
+    metrics_token: str = ""  # GET /metrics asks for it when set ("env:NAME" or "file:/path" allowed)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not a time zone: {value!r} (an IANA name such as Asia/Shanghai)") from None
+        return value
+
     run_as: str = ""  # "user[:group]" scripts run under; empty: the bot's own account
 
     @model_validator(mode="before")
@@ -145,6 +160,8 @@ class Environment(_Strict):
     step_pattern: str | None = None
     commit_url: str = ""
     secrets: tuple[str, ...] = ()  # variables passed to this script only (from NAME or NAME_FILE)
+    auto_deploy_branch: str = ""  # git webhooks: a push to this branch of `repo_name` deploys it
+    repo_name: str = ""  # "owner/name" as the forge calls the repository
     run_as: str | None = None  # None: [bot] run_as; "": the bot's own account
     # governance (DESIGN §9); an empty list means its default (every admin; any branch)
     deployers: tuple[str, ...] = ()  # user ids (or api:<token name>) who may deploy, roll back, lock
@@ -235,10 +252,74 @@ class Environment(_Strict):
         return self.workdir or self.script.parent
 
 
+NOTIFY_EVENTS = ("started", "success", "failed", "cancelled", "awaiting_approval")
+
+
+class Freeze(_Strict):
+    """A `[[freeze]]` window: triggers of its environments (all when empty) are refused meanwhile.
+    Either `start`/`end` (ISO 8601; without an offset, in `[bot] timezone`) or `cron` + `hours` (a
+    window that opens at each cron time, in `[bot] timezone`, and lasts `hours`)."""
+
+    environments: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    cron: str | None = None
+    hours: float | None = Field(default=None, gt=0, le=24 * 7)
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Freeze:
+        dated = self.start is not None or self.end is not None
+        repeating = self.cron is not None or self.hours is not None
+        if dated == repeating:
+            raise ValueError("give either start and end, or cron and hours")
+        if dated and (self.start is None or self.end is None or self.end <= self.start):
+            raise ValueError("needs start and end, end after start")
+        if repeating:
+            if self.cron is None or self.hours is None:
+                raise ValueError("needs both cron and hours")
+            try:
+                cron_trigger(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"not a valid crontab expression: {exc}") from None
+        return self
+
+
+class NotifySink(_Strict):
+    """A `[[notify]]` sink: deploy events sent beyond Slack (DESIGN §10). `url`, `secret` and
+    `smtp_password` may be written `env:NAME` or `file:/path`; they join the masking set."""
+
+    kind: Literal["webhook", "wecom", "dingtalk", "email"]
+    url: str = ""
+    secret: str = ""
+    to: tuple[str, ...] = ()
+    sender: str = ""  # email: the From address (default: smtp_user)
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: str = ""
+    starttls: bool = True
+    events: tuple[Literal[NOTIFY_EVENTS], ...] = ("success", "failed")  # type: ignore[valid-type]
+    environments: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotifySink:
+        if self.kind == "email":
+            if not self.to or not self.smtp_host:
+                raise ValueError("an email sink needs to and smtp_host")
+        elif not self.url:
+            raise ValueError(f"a {self.kind} sink needs url")
+        elif not self.url.startswith(("https://", "http://", "env:", "file:")):
+            raise ValueError("url must be http(s)")
+        return self
+
+
 class ConfigFile(_Strict):
     bot: BotSettings
     retention: Retention = Retention()
     environments: dict[str, Environment]
+    freeze: tuple[Freeze, ...] = ()
+    notify: tuple[NotifySink, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -262,6 +343,8 @@ class Config:
     # the environments whose scripts this process runs (`worker --environments`, `serve
     # --no-runner`); None: every one
     runs: frozenset[str] | None = None
+    freezes: tuple[Freeze, ...] = ()  # [[freeze]] windows (bot/config/automation.py)
+    notify: tuple[NotifySink, ...] = ()  # [[notify]] sinks, their secrets resolved
 
     @property
     def runner_environments(self) -> frozenset[str]:
@@ -293,6 +376,8 @@ class Config:
             self.secrets.webhook_secret,
             *self.secrets.api_tokens,  # keyed by token, valued by the caller's name
             make_url(self.database_url).password or "",
+            self.bot.metrics_token,
+            *(value for sink in self.notify for value in (sink.url, sink.secret, sink.smtp_password)),
             *(value for env in self.environments.values() for value in env.secret_env.values()),
         ]
         return frozenset(value for value in own if value)
