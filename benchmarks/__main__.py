@@ -11,7 +11,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
-from benchmarks import capture, channelload, cluster, history, slackload
+from benchmarks import capture, channelload, cluster, history, slackload, stream
 from benchmarks.context import Bench
 from benchmarks.machine import machine_facts
 from benchmarks.report import ORDER, Result, format_value, load_previous, merge, update_readme, write
@@ -45,6 +45,7 @@ FIGURES: dict[str, tuple[str, str, Figure]] = {
         "answer p99 ≤ 100 ms, exactly one deploy per environment",
         cluster.p12_concurrent_triggers,
     ),
+    "P13": ("script line → its event on the live log stream (SSE)", "p95 ≤ 100 ms", stream.p13_log_stream),
     "P14": (
         "30 deploys at once into one channel, Slack's rate limits enforced",
         "none slower or failed, card final ≤ 10 s after its deploy, 429s < 5 %",

@@ -16,7 +16,7 @@ README = REPO / "README.md"
 README_MARKER = "<!-- benchmarks -->"
 TABLE_BEGIN = "<!-- benchmarks:begin -->"
 TABLE_END = "<!-- benchmarks:end -->"
-ORDER = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "P11", "P12", "P14")
+ORDER = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "P11", "P12", "P13", "P14")
 
 
 @dataclass

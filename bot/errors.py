@@ -149,3 +149,8 @@ class GateAlreadyAnswered(GateNotOpen):
 
     code = "gate_answered"
     key = "error.gate_answered"
+
+
+class EnvironmentFrozen(DeployError):
+    code = "environment_frozen"
+    key = "error.environment_frozen"

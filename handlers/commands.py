@@ -77,6 +77,9 @@ async def handle_deploy_command(
         case grammar.LockEnvironment() | grammar.UnlockEnvironment() | grammar.ShowLocks():
             await ack()
             await reply(await lock_answer(ctx, parsed, user))
+        case grammar.ShowSchedule():
+            await ack()
+            await reply(await history_answer(ctx, None, "scheduled", 1))
         case grammar.ShowRunners():
             await ack()
             runners = await service.runners()

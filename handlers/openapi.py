@@ -14,6 +14,7 @@ from pydantic_core import core_schema
 from handlers.rest_approvals import APPROVAL_OPERATIONS
 from handlers.rest_audit import AuditList, AuditQuery
 from handlers.rest_locks import LOCK_OPERATIONS
+from handlers.rest_stream import STREAM_OPERATIONS
 from handlers.schemas import (
     API_PREFIX,
     ERROR_DESCRIPTIONS,
@@ -76,6 +77,7 @@ OPERATIONS: tuple[Operation, ...] = (
         query=LogQuery,
         extra={"text/plain": True, "headers": LOG_HEADERS},
     ),
+    *STREAM_OPERATIONS,
     Operation(
         "listDeployHistory",
         "GET",
@@ -209,6 +211,8 @@ def _responses(op: Operation, components: dict) -> dict:
     error = {"description": "", "content": _json(_ref(ErrorResponse, components, "serialization"))}
     body = _ref(op.response, components, "serialization") if op.response else {"type": "object"}
     success: dict[str, Any] = {"description": op.summary, "content": _json(body)}
+    if op.extra.get("event-stream"):
+        success["content"] = {"text/event-stream": {"schema": op.extra["event-stream"]}}  # one event
     if op.extra.get("text/plain"):
         success["content"]["text/plain"] = {"schema": {"type": "string"}}
     if op.extra.get("headers"):
@@ -234,6 +238,9 @@ def _operation(op: Operation, components: dict) -> dict:
         "responses": _responses(op, components),
     }
     parameters = _parameters(op.path_params, "path", components) + _parameters(op.query, "query", components)
+    parameters += op.extra.get("header_params", ())
+    if op.extra.get("description"):
+        spec["description"] = op.extra["description"]
     if parameters:
         spec["parameters"] = parameters
     if op.body is not None:

@@ -44,6 +44,7 @@ async def start_deploy(
             request_key=key,
             queue=start.queue,
             force=start.force,
+            at=start.when,
         )
     except EnvironmentBusy as exc:
         offer = QueueOffer(

@@ -33,6 +33,7 @@ from bot.errors import (
     DeployNotFound,
     DescriptionTooLong,
     EnvironmentBusy,
+    EnvironmentFrozen,
     EnvironmentLocked,
     GateAlreadyAnswered,
     GateAnswerInvalid,
@@ -56,6 +57,7 @@ from handlers import openapi, schemas
 from handlers.rest_approvals import APPROVAL_HANDLERS
 from handlers.rest_audit import handle_audit
 from handlers.rest_locks import LOCK_HANDLERS
+from handlers.rest_stream import STREAM_HANDLERS
 from handlers.schemas import (
     DeployRecord,
     ErrorDetail,
@@ -83,6 +85,7 @@ ERROR_STATUS: dict[type[DeployError], int] = {
     EnvironmentBusy: 409,
     AlreadyFinished: 409,
     NoRunner: 409,
+    EnvironmentFrozen: 409,
     EnvironmentLocked: 409,
     QueueFull: 409,
     BranchNotAllowed: 409,
@@ -139,6 +142,7 @@ class ApiRequest:
     path: Any
     query: Any
     body: Any
+    request: web.Request | None = None  # for a handler that streams or reads headers
 
 
 Handler = Callable[[ApiRequest], Awaitable[web.StreamResponse]]
@@ -163,6 +167,7 @@ def register_routes(app: web.Application, service: DeployService, config: Config
         "listAudit": handle_audit,
         **LOCK_HANDLERS,
         **APPROVAL_HANDLERS,
+        **STREAM_HANDLERS,
         "getHealth": HealthProbe().handle,
         "getOpenApiDocument": serve_document,
     }
@@ -188,8 +193,10 @@ async def handle_trigger(call: ApiRequest) -> web.Response:
         source="api",
         queue=body.queue,
         force=body.force,
+        at=body.at,
     )
-    return _respond(DeployRecord.of(deploy), 202 if deploy.state is Status.QUEUED else 201)
+    waiting = deploy.state in (Status.QUEUED, Status.SCHEDULED)
+    return _respond(DeployRecord.of(deploy), 202 if waiting else 201)
 
 
 async def handle_status(call: ApiRequest) -> web.Response:
@@ -330,7 +337,7 @@ def _endpoint(op: Operation, handler: Handler, service: DeployService, config: C
         path = _parse(op.path_params, dict(request.match_info))
         query = _parse(op.query, {key: request.query[key] for key in request.query})
         body = await _read_body(op.body, request)
-        return await handler(ApiRequest(service, user, path, query, body))
+        return await handler(ApiRequest(service, user, path, query, body, request))
 
     endpoint.__name__ = op.operation_id
     return endpoint

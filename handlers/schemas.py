@@ -70,8 +70,15 @@ class TriggerRequest(_Body):
         default=None,
         pattern=NO_NUL,
         max_length=MAX_FORCE_REASON,
-        description="A manager's reason to deploy a branch the environment's allowed_branches refuse (audited).",
+        description="A manager's reason to deploy a branch the environment's allowed_branches refuse, "
+        "or during a freeze window (audited).",
         examples=["INC-7 hotfix"],
+    )
+    at: datetime | None = Field(
+        default=None,
+        description="Start it then (ISO 8601; without an offset, in the bot's timezone): a scheduled deploy "
+        "(202), at most 30 days ahead. The lock, freeze and queue apply when its time comes.",
+        examples=["2026-12-01T22:00:00+08:00"],
     )
 
 
@@ -141,6 +148,8 @@ class DeployRecord(BaseModel):
     cancel_requested_by: str | None
     cancelled_by: str | None
     forced_by: str | None = Field(default=None, description="The manager whose --force let it past a rule.")
+    scheduled_at: datetime | None = Field(default=None, description="A scheduled deploy's time (UTC).")
+    approved_by: str | None = Field(default=None, description="Who approved it (approval environments).")
     force_reason: str | None = None
 
     @classmethod

@@ -17,15 +17,19 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from bot.app.metrics import Metrics
 from bot.config import Config, ConfigError, may_access
 from bot.deploy.environ import mark_non_dumpable
 from bot.deploy.scheduler import Scheduler
 from bot.deploy.service import DeployService
+from bot.notify import Notifications
+from handlers import webhooks
 from handlers.rest import register_routes
 from storage.db import Database
 from storage.deliveries import forget_periodically
 
 log = logging.getLogger(__name__)
+NOTIFY_DRAIN_SECONDS = 5.0  # how long a closing process waits for its notices to leave
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Runtime:
     db: Database
     service: DeployService
     scheduler: Scheduler
+    metrics: Metrics  # GET /metrics (bot/app/metrics.py), fed by the service's event bus
+    notifications: Notifications | None = None  # the [[notify]] sinks (bot/notify/), fed by the bus
     # Slack deliveries older than ten minutes, deleted by every process (storage/deliveries.py)
     _forgetting: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -71,6 +77,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._forgetting
         await self.service.close()
+        if self.notifications is not None:  # after the service: deploys it interrupted are told too
+            await self.notifications.close(NOTIFY_DRAIN_SECONDS)
         await self.db.dispose()
 
 
@@ -149,7 +157,14 @@ def build_runtime(
     harden(config)
     db = Database(config.database_url)
     service = DeployService(config, db, base_env=base_env, role=role, claims=claims)
-    return Runtime(config, db, service, Scheduler(config, service, locks=role != "cli"))
+    # every process subscribes: each event reaches one process's bus, the one that moved the deploy
+    notifications = Notifications(config) if config.notify else None
+    if notifications is not None:
+        service.events.subscribe(notifications.observe)
+    metrics = Metrics(config, db)
+    service.events.subscribe(metrics.observe)
+    scheduler = Scheduler(config, service, locks=role != "cli")
+    return Runtime(config, db, service, scheduler, metrics, notifications)
 
 
 async def start_runtime(
@@ -161,7 +176,10 @@ async def start_runtime(
 
 
 def create_web_app(runtime: Runtime) -> web.Application:
-    """The aiohttp application: REST API and health; the Slack endpoint is added by the Slack app."""
+    """The aiohttp application: REST API, health and metrics; the Slack endpoint is added by the
+    Slack app."""
     app = web.Application(client_max_size=1024 * 1024)
     register_routes(app, runtime.service, runtime.config)
+    webhooks.register(app, runtime.service)  # POST /webhooks/git, reads its own bodies up to 25 MiB
+    runtime.metrics.serve(app)
     return app

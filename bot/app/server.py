@@ -99,6 +99,7 @@ async def start_server(
     try:
         web_app = create_web_app(runtime)
         client = create_client(config)
+        runtime.metrics.watch_slack(client)  # before the notifier copies its retry handlers
         socket_mode = bool(config.secrets.slack_app_token)
         slack = create_slack_bot(
             config,

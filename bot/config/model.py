@@ -46,8 +46,8 @@ def normalize_url(url: str) -> str:
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
-def cron_trigger(expr: str) -> CronTrigger:
-    """A CronTrigger for a standard crontab line, in UTC.
+def cron_trigger(expr: str, timezone: str = "UTC") -> CronTrigger:
+    """A CronTrigger for a standard crontab line, in `timezone` (UTC by default).
 
     APScheduler 3 numbers weekdays from Monday = 0 while crontab uses Sunday = 0 (and 7), so
     numeric weekdays are translated to names before they reach it.
@@ -60,7 +60,7 @@ def cron_trigger(expr: str) -> CronTrigger:
             base = re.sub(r"\d+", lambda m: _WEEKDAYS[int(m.group()) % 7], base)
             items.append(base + slash + step)
         fields[4] = ",".join(items)
-    return CronTrigger.from_crontab(" ".join(fields), timezone="UTC")
+    return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
 
 
 @dataclass(frozen=True)

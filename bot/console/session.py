@@ -31,12 +31,14 @@ from bot.app.slack_app import SlackBot, create_slack_bot
 from bot.config import Config
 from bot.console.driver import BoltTransport, SlackDriver
 from bot.console.forms import ConsoleInputError, choices, pick_option, yes_no
+from bot.console.logs import parse_logs_args, show_log
 from bot.console.modals import Modals
 from bot.console.render import BOLD, DIM, RED, render_confirm
 from bot.console.screen import Pressable, Screen, label
 from bot.console.team import DEFAULT_CHANNEL
 from bot.console.terminal import LineReader, Terminal
 from bot.console.workspace import LocalSlack
+from bot.errors import DeployError
 from bot.i18n import t
 from bot.slack.client import create_client
 
@@ -231,6 +233,12 @@ class Console:
             await self.wait_idle(announce=True)
         elif word.lower() in ("http", "open", "get"):
             await self._http(rest)
+        elif word.lower() == "logs":
+            deploy_id, follow = parse_logs_args(rest, self.locale)
+            try:
+                await show_log(self.runtime.service, self.terminal, self.locale, deploy_id, follow)
+            except DeployError as exc:
+                self._fail(exc.message(self.locale))
         elif word.lower() == "home":
             await self.driver.home_opened(user=self.user.id)
         elif word.lower() == "close":

@@ -42,6 +42,11 @@ class DeployQueued(DeployEvent):
 
 
 @dataclass(frozen=True)
+class DeployScheduled(DeployEvent):
+    """A deploy waits for its time (`deploy.scheduled_at`); then it joins its environment's queue."""
+
+
+@dataclass(frozen=True)
 class DeployAwaitingApproval(DeployEvent):
     """A deploy waits for an approver (it holds its environment); the approvers are to be asked."""
 

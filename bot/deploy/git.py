@@ -139,3 +139,17 @@ async def commits_between(repo: str, old: str, new: str, limit: int) -> tuple[li
         raise GitError(f"git log exited {code}")
     commits = [tuple(line.split("\t", 1)) for line in out.splitlines() if "\t" in line]
     return commits, int(count.strip() or 0)
+
+
+async def fetch_commit(repo: str, sha: str, *, timeout: float = GIT_TIMEOUT) -> bool:
+    """Make sure a local repository has commit `sha`, fetching it from its `origin` when it lacks
+    it. Whether it has it now; remote repositories are left alone (False: the script fetches)."""
+    if not _is_local(repo) or not SHA.match(sha):
+        return False
+    if await commit_exists(repo, sha):
+        return True
+    code, _ = await _git("-C", repo, "remote", "get-url", "origin", timeout=timeout)
+    if code != 0:
+        return False
+    await _git("-C", repo, "fetch", "-q", "--no-tags", "origin", sha, timeout=timeout)
+    return await commit_exists(repo, sha)

@@ -20,6 +20,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from bot.deploy.logfollow import FOLLOWERS
 from storage import repository as repo
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ HIGH_WATER = 8 * CHUNK_SIZE  # past this the pipe waits for storage: back-pressu
 FLUSH_SECONDS = 1.0
 # Output that trickles in is stored at once when nothing was stored for this long, else this long
 # after the last store: prompt for a reader, and at most a few small transactions a second.
+# While someone follows the log in this process, much sooner (see logfollow.py).
 TRICKLE_SECONDS = 0.25
 
 # store(offset, data) -> how many of `data`'s bytes are stored at `offset` (see repo.append_log)
@@ -80,7 +82,8 @@ class LogWriter:
                 await self._stored.wait()
         elif self._trickle is None:
             loop = asyncio.get_running_loop()
-            self._trickle = loop.call_at(max(loop.time(), self._last_store + TRICKLE_SECONDS), self._trickled)
+            delay = FOLLOWERS.trickle_seconds(self.deploy_id, TRICKLE_SECONDS)
+            self._trickle = loop.call_at(max(loop.time(), self._last_store + delay), self._trickled)
 
     async def drain(self) -> None:
         """Store everything that waits (after `stop_timers`)."""
@@ -122,6 +125,7 @@ class LogWriter:
                 return
             self._consume(stored)
             self._stored.set()
+            FOLLOWERS.stored(self.deploy_id)
             if not self._pending:
                 self._due = False
 

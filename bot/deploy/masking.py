@@ -269,6 +269,14 @@ class SecretMasker:
         self._resample_at = self._seen + (RESAMPLE_EVERY if len(sample) >= SAMPLE else SAMPLE)
 
 
+def mask_text(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every known secret and token shape replaced, as a stream's output would be:
+    for what users type (descriptions, reasons), before it is stored or shown anywhere."""
+    masker = SecretMasker(secrets)
+    data = text.encode()
+    return (masker.feed(data) + masker.flush()).decode(errors="replace")
+
+
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted, with overlapping spans joined (touching ones stay apart: each gets its mask)."""
     merged: list[tuple[int, int]] = []

@@ -20,11 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from bot.config import Config
 from bot.deploy import approvals
 from bot.deploy.cluster import Cluster
+from bot.deploy.freeze import frozen
 from bot.errors import DeployError, QueueFull
 from storage import locks
 from storage import repository as repo
 from storage.db import Database
-from storage.models import HOLDS_SQL, WAITING_SQL, Deploy, Status, db_now, seconds_after
+from storage.models import HOLDS_SQL, WAITING_SQL, Deploy, Status, db_now, seconds_after, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class Dequeuer:
             lock = await locks.current(session, env.name)
         if lock is not None and lock.holder != deploy.deployed_by:
             return None  # someone else's lock: the queue waits for it to end
+        if not deploy.forced_by and frozen(self.config, env.name, utcnow()) is not None:
+            return None  # a freeze: the queue waits for it to end (unless a manager forced it)
         commit = deploy.commit_hash
         error = None
         if commit is None:

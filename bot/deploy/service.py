@@ -26,7 +26,9 @@ from bot.deploy.governance import Rules
 from bot.deploy.identity import RunnerId
 from bot.deploy.leases import Leases
 from bot.deploy.locks import LockDesk
+from bot.deploy.masking import mask_text
 from bot.deploy.queries import DeployQueries
+from bot.deploy.schedule import Schedules, When
 from bot.errors import (
     AlreadyFinished,
     CommitMissing,
@@ -70,6 +72,7 @@ class DeployService(DeployQueries):
         self.runner = runner or RunnerId.current()
         self.runner_id = str(self.runner)
         self._base_env = dict(os.environ if base_env is None else base_env)
+        self._secrets = config.secret_values()  # masked out of what users type, too
         self.events = EventBus(db)
         self._executions: dict[int, DeployExecution] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -99,6 +102,7 @@ class DeployService(DeployQueries):
         self.rules = Rules(config, db)
         self.gates = gates.GateDesk(config, db, self._executions)
         self.approvals = approvals.Approvals(config, db, self.events, config.bot.lease_seconds)
+        self.schedules = Schedules(config, db, self.rules, self.events)
         self.locks = LockDesk(config, db, self.events, self.rules)
         self.dequeuer = queue.Dequeuer(config, db, self._commit_of, config.bot.lease_seconds)
 
@@ -154,24 +158,31 @@ class DeployService(DeployQueries):
         request_key: str | None = None,
         queue: bool = False,
         force: str | None = None,
+        at: datetime | When | None = None,
         _commit: str | None = None,
         _rollback_of: int | None = None,
     ) -> Deploy:
         """Start a deploy, here when this process runs its environment, else by handing it to a
         process that does; with `queue`, a busy environment queues it instead of refusing. `force`
-        (a manager's reason) passes a branch rule. With a `request_key` seen before, returns that
-        deploy instead."""
+        (a manager's reason) passes a branch rule or a freeze; `at` schedules it for later. With a
+        `request_key` seen before, returns that deploy instead."""
         env = self.resolve_environment(environment)
         branch = git.check_branch((branch or env.default_branch).strip())
-        description = (description or "").strip()
+        description = mask_text((description or "").strip(), self._secrets)
         if len(description) > MAX_DESCRIPTION:
             raise DescriptionTooLong(length=len(description), limit=MAX_DESCRIPTION)
         if "\x00" in description:  # PostgreSQL text cannot hold NUL
             raise InvalidInput(detail="description: NUL")
         if request_key and (seen := await self._by_request_key(request_key)):
             return seen
+        if at is not None:
+            extra = dict(skip_build=skip_build, skip_migrations=skip_migrations, source=source)
+            return await self.schedules.create(
+                env, at, user=user, branch=branch, force=force, rollback_of=_rollback_of, commit_hash=_commit,
+                description=description, slack_channel=channel, request_key=request_key, **extra,
+            )  # fmt: skip
         forced = await self.rules.check_deploy(
-            env, user=user, branch=branch, force=force, rollback=_rollback_of is not None
+            env, user=user, branch=branch, force=force, rollback=_rollback_of is not None, source=source
         )
         holder = await self.active(env.name)
         if holder is not None and not queue:
@@ -449,7 +460,11 @@ class DeployService(DeployQueries):
         return await self._resolve_commit(self.resolve_environment(environment), branch)
 
     async def _start_queued(self) -> None:
-        """Start what waits in the queue of each free environment (any process may)."""
+        """Queue the scheduled deploys whose time came, then start what waits in the queue of each
+        free environment (any process may)."""
+        due, missed = await self.schedules.due()
+        for deploy_id in missed:
+            await self.events.publish(deploy_id, DeployFinished)
         for deploy in await self.dequeuer.run():  # each started one is claimed and announced
             if (now := await self.get(deploy.id)).state.is_finished:  # its branch could not be resolved
                 self.events.emit(DeployFinished(now))

@@ -51,6 +51,7 @@ EN: dict[str, str] = {
     "api.field.choice": "`{field}` must be one of {choices}",
     "api.field.invalid": "`{field}` is not valid",
     "api.page_out_of_range": "Page {page} is out of range ({pages} pages)",
+    "api.stream.last_event_id": "Last-Event-ID must be a byte offset from 0 to {limit}",
     "reason.branch_empty": "it is empty",
     "reason.branch_too_long": "at most {limit} characters",
     "reason.branch_leading_dash": "it must not start with `-`",
@@ -62,6 +63,7 @@ EN: dict[str, str] = {
     "outcome.exit_code": "script exited with code {code}",
     "outcome.timeout": "timeout: the deploy ran longer than {minutes} minutes and was stopped",
     "outcome.cancelled": "cancelled by {user}",
+    "outcome.superseded": "superseded by a newer push ({commit})",
     "outcome.interrupted": "interrupted: bot stopped during the deploy",
     "outcome.unclaimed": "no process took the deploy: the processes that run its environment stopped",
     "reason.force_reason": "--force needs a reason (at most {limit} characters)",
@@ -78,6 +80,16 @@ EN: dict[str, str] = {
     "ui.changes.more": "…and {count} more",
     "ui.changes.compare": "Compare in full",
     "ui.card.failed_ahead": ":warning: Deploy #{deploy_id}, ahead in the queue, failed; the queue went on to this one",
+    "error.environment_frozen": "{environment} is frozen ({reason}) until {until}. A deploy manager may `--force <reason>`",
+    "reason.when_not_ahead": "`{when}` must be ahead (say `in 10m`)",
+    "reason.when_bad_clock": "`{when}` is not a time of day (HH:MM, 00:00–23:59)",
+    "reason.when_bad_date": "`{when}` is not a date (YYYY-MM-DD)",
+    "reason.when_past": "{when} has passed",
+    "reason.when_too_far": "{when} is too far ahead: at most {days} days",
+    "outcome.missed": "missed: no bot process was running at its time, and it is now too late to start",
+    "ui.progress.scheduled": "scheduled for {when}",
+    "cmd.error.bad_time": "Bad time: {detail}. Write `at 22:00`, `at 2026-12-01 22:00` or `in 30s`/`in 10m`/`in 2h`",
+    "cmd.help.schedule": "List scheduled deploys (取消 calls one off before its time)",
     "ui.approval.waiting": ":raised_hand: Awaiting approval: asked by {requester}; one of {approvers} must approve (never the requester)",
     "ui.approval.any_admin": "any deploy admin",
     "ui.approval.request": ":raised_hand: Deploy #{deploy_id} awaits your approval: {env} · {branch} · asked by {requester}",
@@ -111,6 +123,7 @@ EN: dict[str, str] = {
         "home               open App Home\n"
         "wait               wait until no deploy is running\n"
         "http <URL>         GET a loopback URL and print the answer (alias: open)\n"
+        "logs [-f] <id>     print a deploy's log; -f follows it live until the deploy ends\n"
         "close              close the open modal\n"
         "quit               stop (after waiting for running deploys)\n"
         "Modals: answer field by field, Enter keeps the default; or in one line: env=staging branch=main skip_build=yes"
@@ -141,6 +154,8 @@ EN: dict[str, str] = {
     "console.file_saved": "📎 file “{title}” ({size} bytes) saved to {path}",
     "console.waiting": "⌛ Waiting for running deploys to finish…",
     "console.http_usage": "Usage: http <URL>, e.g. http 127.0.0.1:8701/version",
+    "console.logs_usage": "Usage: logs [-f] <deploy id>, e.g. logs -f 12",
+    "console.logs_end": "— deploy #{id} {status} —",
     "console.http_loopback_only": "Only loopback addresses (127.0.0.1, localhost, ::1) can be opened: {url}",
     "console.http_failed": "GET {url} failed: {error}",
     "console.http_status": "HTTP {status} · {url}",
@@ -352,4 +367,16 @@ EN: dict[str, str] = {
     "ui.confirm.gate_abort.confirm": "Abort",
     "ui.confirm.gate_abort.deny": "Back",
     "cmd.gate_answered": "You chose {answer} for deploy #{deploy_id}",
+    # notifications beyond Slack: [[notify]] webhook, WeCom, DingTalk, email (DESIGN §10)
+    "notify.title": "{env} deploy #{deploy_id} {event}",
+    "notify.event.started": "started",
+    "notify.event.success": "succeeded",
+    "notify.event.failed": "failed",
+    "notify.event.cancelled": "cancelled",
+    "notify.event.awaiting_approval": "awaits approval",
+    "notify.line.branch": "Branch: {branch} ({commit})",
+    "notify.line.by": "By: {user}",
+    "notify.line.description": "Description: {description}",
+    "notify.line.duration": "Took: {seconds} s",
+    "notify.line.error": "Reason: {error}",
 }

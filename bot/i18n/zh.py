@@ -49,6 +49,7 @@ ZH: dict[str, str] = {
     "api.field.choice": "`{field}` 只能是 {choices}",
     "api.field.invalid": "`{field}` 无效",
     "api.page_out_of_range": "页码 {page} 超出范围（共 {pages} 页）",
+    "api.stream.last_event_id": "Last-Event-ID 必须是 0 到 {limit} 之间的字节偏移",
     # reasons
     "reason.branch_empty": "不能为空",
     "reason.branch_too_long": "最长 {limit} 个字符",
@@ -62,6 +63,7 @@ ZH: dict[str, str] = {
     "outcome.exit_code": "脚本退出码 {code}",
     "outcome.timeout": "超时：部署超过 {minutes} 分钟，已终止",
     "outcome.cancelled": "已被 {user} 取消",
+    "outcome.superseded": "已被更新的推送 ({commit}) 取代",
     "outcome.interrupted": "interrupted: 部署期间机器人停止运行",
     "outcome.unclaimed": "没有进程接手这次部署：运行该环境的进程已停止",
     "reason.force_reason": "--force 需要一个理由（最多 {limit} 个字符）",
@@ -78,6 +80,16 @@ ZH: dict[str, str] = {
     "ui.changes.more": "…还有 {count} 个",
     "ui.changes.compare": "查看完整对比",
     "ui.card.failed_ahead": ":warning: 排在前面的部署 #{deploy_id} 失败了，队列照常继续，轮到这一次",
+    "error.environment_frozen": "{environment} 处于封网期（{reason}），{until} 结束。部署经理可用 `--force <理由>` 强制部署",
+    "reason.when_not_ahead": "时间 `{when}` 必须在将来（例如 `in 10m`）",
+    "reason.when_bad_clock": "`{when}` 不是有效的时间（HH:MM，00:00–23:59）",
+    "reason.when_bad_date": "`{when}` 不是有效的日期（YYYY-MM-DD）",
+    "reason.when_past": "{when} 已经过去",
+    "reason.when_too_far": "{when} 太远了：最多提前 {days} 天定时",
+    "outcome.missed": "missed: 到点时没有机器人进程在运行，已超过允许的延迟，部署未开始",
+    "ui.progress.scheduled": "定时在 {when} 开始",
+    "cmd.error.bad_time": "时间有误：{detail}。写法：`at 22:00`、`at 2026-12-01 22:00` 或 `in 30s`/`in 10m`/`in 2h`",
+    "cmd.help.schedule": "查看定时部署（到点前可点 取消）",
     "ui.approval.waiting": ":raised_hand: 等待审批：{requester} 发起，需要 {approvers} 中的一位批准（发起人不能批准自己的部署）",
     "ui.approval.any_admin": "任一部署管理员",
     "ui.approval.request": ":raised_hand: 部署 #{deploy_id} 等待你的审批：{env} · {branch} · 由 {requester} 发起",
@@ -114,6 +126,7 @@ ZH: dict[str, str] = {
         "home               打开 App 主页\n"
         "wait               等待所有进行中的部署结束\n"
         "http <URL>         GET 一个本机地址并显示返回内容（别名 open）\n"
+        "logs [-f] <编号>    显示部署日志；-f 实时跟随，直到部署结束\n"
         "close              关闭打开的弹窗\n"
         "quit               结束（会先等待进行中的部署）\n"
         "弹窗：逐项回答，回车保留默认值；或一行填完：env=staging branch=main skip_build=yes"
@@ -144,6 +157,8 @@ ZH: dict[str, str] = {
     "console.file_saved": "📎 文件「{title}」（{size} 字节）已保存到 {path}",
     "console.waiting": "⌛ 等待进行中的部署结束…",
     "console.http_usage": "用法：http <URL>，例如 http 127.0.0.1:8701/version",
+    "console.logs_usage": "用法：logs [-f] <部署编号>，例如 logs -f 12",
+    "console.logs_end": "— 部署 #{id} {status} —",
     "console.http_loopback_only": "只能访问本机地址（127.0.0.1、localhost、::1）：{url}",
     "console.http_failed": "请求 {url} 失败：{error}",
     "console.http_status": "HTTP {status} · {url}",
@@ -356,4 +371,16 @@ ZH: dict[str, str] = {
     "ui.confirm.gate_abort.confirm": "中止",
     "ui.confirm.gate_abort.deny": "返回",
     "cmd.gate_answered": "你已为部署 #{deploy_id} 选择「{answer}」",
+    # notifications beyond Slack: [[notify]] webhook, 企业微信, 钉钉, email (DESIGN §10)
+    "notify.title": "{env} 部署 #{deploy_id} {event}",
+    "notify.event.started": "已开始",
+    "notify.event.success": "成功",
+    "notify.event.failed": "失败",
+    "notify.event.cancelled": "已取消",
+    "notify.event.awaiting_approval": "等待审批",
+    "notify.line.branch": "分支：{branch}（{commit}）",
+    "notify.line.by": "发起人：{user}",
+    "notify.line.description": "说明：{description}",
+    "notify.line.duration": "耗时：{seconds} 秒",
+    "notify.line.error": "原因：{error}",
 }

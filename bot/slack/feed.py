@@ -107,7 +107,7 @@ class Feed:
         """A queued deploy whose card is shown: nothing more to do here. Whichever process starts
         it later takes the card over through its `slack_ts` (or this one again, with a new feed)."""
         return (
-            self.deploy.state in (Status.QUEUED, Status.AWAITING_APPROVAL)
+            self.deploy.state in (Status.SCHEDULED, Status.QUEUED, Status.AWAITING_APPROVAL)
             and self.final is None
             and self.ts is not None
             and self.sent_version == self.version

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.config import Config
-from bot.deploy import git
+from bot.deploy import git, schedule
 from bot.deploy.locks import parse_duration
-from bot.errors import InvalidBranch, InvalidInput
+from bot.deploy.schedule import When
+from bot.errors import DeployError, InvalidBranch, InvalidInput
 from bot.i18n import CATALOGUES, t
 from storage.models import Status
 
@@ -41,7 +42,8 @@ class StartDeploy:
     skip_migrations: bool = False
     description: str = ""
     queue: bool = False  # wait in the environment's queue when it is busy
-    force: str | None = None  # a manager's reason to pass a branch rule
+    force: str | None = None  # a manager's reason to pass a branch rule or a freeze
+    when: When | None = None  # `at <time>` / `in <delay>`: scheduled for later
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ class CancelDeploy:
 class RollbackTo:
     id: int
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class ShowSchedule:
+    """`/deploy schedule`: the deploys waiting for their time."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,7 @@ Command = (
     | ShowLogs
     | CancelDeploy
     | RollbackTo
+    | ShowSchedule
     | ShowRunners
     | ShowAudit
     | LockEnvironment
@@ -175,6 +183,11 @@ def _deploy(words: list[_Word], text: str, config: Config, syntax: str) -> Comma
     flags: dict[str, object] = {}
     while rest:
         word = rest.pop(0)
+        if word.text.lower() in ("at", "in") and (when := _when(word.text.lower(), rest, syntax)):
+            if "when" in flags:
+                raise UsageError("cmd.error.flag_twice", {"flag": word.text.lower()}, syntax)
+            flags["when"] = when
+            continue
         if not word.text.startswith("--"):
             if branch is not None:
                 rest.insert(0, word)
@@ -194,6 +207,28 @@ def _deploy(words: list[_Word], text: str, config: Config, syntax: str) -> Comma
             flags[FLAGS[flag]] = True
     description = text[rest[0].start :].strip() if rest else ""
     return StartDeploy(env.name, branch, description=description, **flags)  # type: ignore[arg-type]
+
+
+def _when(keyword: str, rest: list[_Word], syntax: str) -> When | None:
+    """`at HH:MM`, `at YYYY-MM-DD HH:MM`, `in 10m`: the time, its words taken from `rest`; None
+    (nothing taken) when the next word is not shaped like a time, so `at` stays an ordinary word.
+    A time-shaped word that is no valid time (`at 25:00`, `in 0s`) is a usage error."""
+    if not rest:
+        return None
+    try:
+        if keyword == "in":
+            when = schedule.parse_delay(rest[0].text)
+            taken = 1
+        elif len(rest) > 1 and (when := schedule.parse_clock(rest[1].text, date=rest[0].text)):
+            taken = 2
+        else:
+            when = schedule.parse_clock(rest[0].text)
+            taken = 1
+    except DeployError as exc:
+        raise UsageError("cmd.error.bad_time", {"detail": exc.params.get("detail")}, syntax) from None
+    if when is not None:
+        del rest[:taken]
+    return when
 
 
 def _history(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
@@ -247,6 +282,11 @@ def _rollback(words: list[_Word], text: str, config: Config, syntax: str) -> Com
     deploy_id = _required_id(words, syntax, extra_ok=True)
     reason = text[words[2].start :].strip() if len(words) > 2 else ""
     return RollbackTo(deploy_id, reason)
+
+
+def _schedule(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
+    _no_more(words, 1, syntax)
+    return ShowSchedule()
 
 
 def _runners(words: list[_Word], text: str, config: Config, syntax: str) -> Command:
@@ -308,7 +348,7 @@ GRAMMAR: tuple[Form, ...] = (
     Form(None, "/deploy", "cmd.help.open", _open),
     Form(
         None,
-        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [--queue] [--force <reason>] [description…]",
+        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [--queue] [--force <reason>] [at <time> | in <delay>] [description…]",
         "cmd.help.deploy",
         _deploy,
     ),
@@ -317,6 +357,7 @@ GRAMMAR: tuple[Form, ...] = (
     Form("logs", "/deploy logs <id>", "cmd.help.logs", _logs),
     Form("cancel", "/deploy cancel <id>", "cmd.help.cancel", _cancel),
     Form("rollback", "/deploy rollback <id> [reason]", "cmd.help.rollback", _rollback),
+    Form("schedule", "/deploy schedule", "cmd.help.schedule", _schedule),
     Form("runners", "/deploy runners", "cmd.help.runners", _runners),
     Form("audit", "/deploy audit [env] [page]", "cmd.help.audit", _audit),
     Form("lock", "/deploy lock <env> [duration] [reason…]", "cmd.help.lock", _lock),
@@ -327,9 +368,7 @@ GRAMMAR: tuple[Form, ...] = (
 USAGE: list[tuple[str, str]] = [(form.syntax, form.help_key) for form in GRAMMAR]
 FULL_USAGE = "\n".join(form.syntax for form in GRAMMAR)
 _BY_WORD = {form.word: form for form in GRAMMAR if form.word}
-# No environment or alias may be named like a sub-command, or like `schedule`, which scheduled deploys
-# (DESIGN §10) will take: refusing it now keeps a config written today valid then.
-RESERVED_WORDS = frozenset(_BY_WORD) | {"schedule"}
+RESERVED_WORDS = frozenset(_BY_WORD)  # no environment or alias may be named like a sub-command
 _OPEN, _DEPLOY = GRAMMAR[0], GRAMMAR[1]
 
 

@@ -309,6 +309,7 @@ class SlackNotifier:
             queue_position=feed.queue_position,
             changes=feed.changes,
             failed_ahead=feed.failed_ahead,
+            zone=self.config.bot.timezone,
         )
 
     async def _post_card(self, feed: Feed, want: Want) -> None:

@@ -18,6 +18,7 @@ from bot.deploy.service import DeployService
 from storage.db import Database
 from storage.models import Status
 from tests.conftest import ADMIN, SCRIPTS
+from tests.engine.test_faults import running_service
 
 SECRET = "s3cr3t-Value-42"
 TOKENS = {
@@ -234,3 +235,14 @@ async def test_a_quiet_script_s_held_back_output_is_stored_while_it_runs(make_co
         assert (await service.get(deploy.id)).state is Status.RUNNING
         await service.wait_idle()
         assert (await service.logs(deploy.id)).data == b"waiting on s3cr done\n"
+
+
+async def test_a_secret_typed_into_a_description_is_stored_masked(make_config):
+    config = make_config(environ={"SLACK_SIGNING_SECRET": "signing-secret-42"})
+    async with running_service(config) as service:
+        typed = "rotate signing-secret-42 and ghp_" + "a" * 36 + " today"
+        deploy = await service.trigger("production", "main", user=ADMIN, description=typed)
+        stored = (await service.get(deploy.id)).description
+        assert "signing-secret-42" not in stored and "ghp_" + "a" * 36 not in stored
+        assert stored.startswith("rotate ***") and stored.endswith(" today")
+        await service.wait_idle()

@@ -130,14 +130,15 @@ def test_help_comes_from_the_parser_table(config: Config) -> None:
     # every syntax in the help parses when its placeholders are filled in
     samples = {
         "/deploy": "",
-        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [--queue] [--force <reason>] [description…]": (
-            "staging main --skip-build --queue --force why x"
+        "/deploy <env> [branch] [--skip-build] [--skip-migrations] [--queue] [--force <reason>] [at <time> | in <delay>] [description…]": (
+            "staging main --skip-build --queue --force why in 10m x"
         ),
         "/deploy history [env] [status] [page]": "history staging failed 2",
         "/deploy status [id]": "status 3",
         "/deploy logs <id>": "logs 3",
         "/deploy cancel <id>": "cancel 3",
         "/deploy rollback <id> [reason]": "rollback 3 why",
+        "/deploy schedule": "schedule",
         "/deploy runners": "runners",
         "/deploy audit [env] [page]": "audit staging 2",
         "/deploy lock <env> [duration] [reason…]": "lock staging 30m release check",

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from bot.config import Environment
 from bot.deploy.changes import Changes
+from bot.deploy.freeze import shown
 from bot.i18n import t
 from bot.slack.blocks.approval import approval_blocks
 from bot.slack.blocks.elements import MAX_FIELD, button, confirm_dialog, context, mrkdwn_text, section
@@ -50,6 +51,7 @@ class CardContext:
     queue_position: int | None = None  # queued cards: 1 = next to start
     changes: Changes | None = None  # awaiting approval: the commits it would bring or take away
     failed_ahead: Deploy | None = None  # from the queue: the deploy before it failed, the queue went on
+    zone: str = "UTC"  # [bot] timezone: how a scheduled deploy's time is shown
 
 
 def progress_bar(current: int, total: int, width: int = 10) -> str:
@@ -67,7 +69,7 @@ def deploy_card(deploy: Deploy, ctx: CardContext, locale: str) -> Message:
         section(summary(deploy, ctx.env, locale), f"{prefix}_summary"),
         {"type": "section", "block_id": f"{prefix}_fields", "fields": _card_fields(deploy, ctx, locale)},
         context(
-            progress_text(deploy, ctx.estimate, ctx.now, locale, position=ctx.queue_position),
+            progress_text(deploy, ctx.estimate, ctx.now, locale, position=ctx.queue_position, zone=ctx.zone),
             f"{prefix}_progress",
         ),
     ]
@@ -121,10 +123,18 @@ def _card_fields(deploy: Deploy, ctx: CardContext, locale: str) -> list[dict]:
 
 
 def progress_text(
-    deploy: Deploy, estimate: float | None, now: datetime, locale: str, *, position: int | None = None
+    deploy: Deploy,
+    estimate: float | None,
+    now: datetime,
+    locale: str,
+    *,
+    position: int | None = None,
+    zone: str = "UTC",
 ) -> str:
     """The bar and where the deploy is: waiting, the step it runs (or an estimate), how it ended."""
     state = deploy.state
+    if state is Status.SCHEDULED and deploy.scheduled_at is not None:
+        return f"{progress_bar(0, 1)} {t(locale, 'ui.progress.scheduled', when=shown(deploy.scheduled_at, zone))}"
     if state is Status.QUEUED:
         where = t(locale, "ui.progress.queued", position=position) if position else t(locale, "status.queued")
         return f"{progress_bar(0, 1)} {where}"
@@ -187,6 +197,8 @@ def step_label(deploy: Deploy, locale: str) -> str:
 
 
 def _card_buttons(deploy: Deploy, ctx: CardContext, locale: str) -> list[dict]:
+    if deploy.state is Status.SCHEDULED:  # nothing ran yet: it can only be called off
+        return [_cancel_button(deploy, ctx.env, locale)]
     if deploy.state is Status.QUEUED:  # no log yet; it can only leave the queue
         return [button(t(locale, "ui.button.cancel_queue"), "cancel_queued", deploy.id)]
     buttons = [button(t(locale, "ui.button.view_logs"), "view_logs", deploy.id)]

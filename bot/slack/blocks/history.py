@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 
 from bot.config import Config, Environment
+from bot.deploy.freeze import shown
 from bot.i18n import t
 from bot.slack.blocks.elements import (
     MAX_BLOCKS,
@@ -103,7 +104,7 @@ def _history_row(deploy: Deploy, config: Config, locale: str, *, is_live: bool) 
     if deploy.state is Status.SUCCESS:
         label = "ui.button.redeploy" if is_live else "ui.button.rollback_to"
         buttons.append(button(t(locale, label), "rollback_to", deploy.id))
-    text = _row_text(deploy, env, locale)
+    text = _row_text(deploy, env, locale, config.bot.timezone)
     if is_live:
         text = f"*{t(locale, 'ui.history.live')}* · " + text
     return [
@@ -112,7 +113,7 @@ def _history_row(deploy: Deploy, config: Config, locale: str, *, is_live: bool) 
     ]
 
 
-def _row_text(deploy: Deploy, env: Environment | None, locale: str) -> str:
+def _row_text(deploy: Deploy, env: Environment | None, locale: str, zone: str = "UTC") -> str:
     """Two lines: what was deployed where and how it went; who, when, how long."""
     first = [
         f"*#{deploy.id}*",
@@ -130,6 +131,8 @@ def _row_text(deploy: Deploy, env: Environment | None, locale: str) -> str:
         else t(locale, "ui.history.running")
     )
     second = [deployer(deploy.deployed_by), stamp(deploy.started_at or deploy.created_at), took]
+    if deploy.state is Status.SCHEDULED and deploy.scheduled_at is not None:
+        second[1] = ":alarm_clock: " + shown(deploy.scheduled_at, zone)
     text = " · ".join(first) + "\n" + " · ".join(second)
     if deploy.description:
         text += "\n_" + escape(clip(one_line(deploy.description), 200)) + "_"
