@@ -197,6 +197,29 @@ async def _transition(
     return True
 
 
+async def call_off(
+    session: AsyncSession, conditions: Sequence[ColumnElement], message: str, **fields
+) -> list[int]:
+    """End every deploy matching `conditions` that never ran (waiting, or awaiting approval) as
+    cancelled with `message`, in one conditional UPDATE: each is ended once, whoever else tries.
+    Returns their ids."""
+    rows = await session.execute(
+        update(Deploy)
+        .where(*conditions)
+        .values(
+            status=Status.CANCELLED.value,
+            error_message=message,
+            completed_at=db_now(),
+            updated_at=db_now(),
+            duration=0,
+            **fields,
+        )
+        .returning(Deploy.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(rows.scalars())
+
+
 async def update_deploy(session: AsyncSession, deploy_id: int, *, owner: str | None = None, **fields) -> None:
     """Change a deploy's fields. Given an `owner`, only while the deploy is active and that
     process's; else nothing changes and LeaseLost is raised."""

@@ -75,21 +75,9 @@ class Approvals:
     async def reject(self, deploy_id: int, user: str) -> Deploy:
         deploy, env = await self._checked(deploy_id, user, "reject")
         message = t(self.config.locale, "outcome.rejected", user=user)
+        unapproved = [Deploy.id == deploy.id, Deploy.approved_by.is_(None), Deploy.status.in_(UNAPPROVED)]
         async with self.db.session() as session:
-            ended = await session.execute(
-                update(Deploy)
-                .where(Deploy.id == deploy.id, Deploy.approved_by.is_(None), Deploy.status.in_(UNAPPROVED))
-                .values(
-                    status=Status.CANCELLED.value,
-                    cancelled_by=user,
-                    error_message=message,
-                    completed_at=db_now(),
-                    updated_at=db_now(),
-                    duration=0,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if ended.rowcount != 1:
+            if not await repo.call_off(session, unapproved, message, cancelled_by=user):
                 raise await self._too_late(deploy.id)
             await audit.record(
                 session, actor=user, action="reject", environment=env.name, deploy_id=deploy.id
@@ -105,26 +93,14 @@ class Approvals:
         for env in self.config.environments.values():
             if env.approval != "required":
                 continue
+            late = [
+                Deploy.environment == env.name,
+                Deploy.approved_by.is_(None),
+                Deploy.status.in_(UNAPPROVED),
+                Deploy.created_at < seconds_after(db_now(), -env.approval_timeout_minutes * 60),
+            ]
             async with self.db.session(background=True) as session:
-                rows = await session.execute(
-                    update(Deploy)
-                    .where(
-                        Deploy.environment == env.name,
-                        Deploy.approved_by.is_(None),
-                        Deploy.status.in_(UNAPPROVED),
-                        Deploy.created_at < seconds_after(db_now(), -env.approval_timeout_minutes * 60),
-                    )
-                    .values(
-                        status=Status.CANCELLED.value,
-                        error_message=message,
-                        completed_at=db_now(),
-                        updated_at=db_now(),
-                        duration=0,
-                    )
-                    .returning(Deploy.id)
-                    .execution_options(synchronize_session=False)
-                )
-                ids = list(rows.scalars())
+                ids = await repo.call_off(session, late, message)
                 for deploy_id in ids:
                     await audit.record(
                         session, actor="deploybot", action="expire", environment=env.name, deploy_id=deploy_id

@@ -26,6 +26,7 @@ from bot.deploy.events import DeployScheduled, EventBus
 from bot.deploy.governance import Rules
 from bot.errors import InvalidInput
 from bot.i18n import Text, t
+from storage import repository as repo
 from storage.db import Database
 from storage.models import WAITING_SQL, Deploy, Status, db_now, seconds_after, utcnow
 
@@ -173,23 +174,11 @@ class Schedules:
             if (await session.execute(due_now.limit(1))).first() is None:
                 return [], []
         async with self.db.session(background=True) as session:
-            missed = await session.execute(
-                update(Deploy)
-                .where(
-                    Deploy.status == Status.SCHEDULED.value,
-                    Deploy.scheduled_at < seconds_after(db_now(), -grace),
-                )
-                .values(
-                    status=Status.CANCELLED.value,
-                    error_message=missed_text,
-                    completed_at=db_now(),
-                    updated_at=db_now(),
-                    duration=0,
-                )
-                .returning(Deploy.id)
-                .execution_options(synchronize_session=False)
-            )
-            missed_ids = list(missed.scalars())
+            late = [
+                Deploy.status == Status.SCHEDULED.value,
+                Deploy.scheduled_at < seconds_after(db_now(), -grace),
+            ]
+            missed_ids = await repo.call_off(session, late, missed_text)
             due = await session.execute(
                 update(Deploy)
                 .where(Deploy.status == Status.SCHEDULED.value, Deploy.scheduled_at <= db_now())
