@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--environments", default=None, help="comma-separated environments to run (default: all)"
     )
+    worker.add_argument("--host", default="127.0.0.1", help="where --port listens")
+    worker.add_argument("--port", type=int, default=None, help="answer GET /metrics on this port")
 
     console = add_parser("console", help="the whole bot in a terminal, without Slack")
     console.add_argument(
@@ -126,7 +128,7 @@ async def _run(args: argparse.Namespace, config) -> int:
         case "worker":
             from bot.app.worker import work
 
-            return await work(config)
+            return await work(config, args.host, args.port)
         case "console":
             from bot.console.session import run_console
 

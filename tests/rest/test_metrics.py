@@ -132,3 +132,22 @@ async def test_slack_web_api_calls_by_method_and_outcome(start_bot):
         value(samples, "deploybot_http_request_duration_seconds_count", route="/slack/events", method="POST")
         >= 1
     )
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_worker_with_a_port_answers_metrics_and_nothing_else(make_config):
+    from bot.app.worker import start_worker
+
+    config = make_config(
+        environ={"SLACK_BOT_TOKEN": "xoxb-worker-metrics", "SLACK_API_URL": "http://127.0.0.1:9/api/"}
+    )
+    worker = await start_worker(config, port=0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{worker.port}/metrics") as response:
+                assert response.status == 200
+                assert "deploybot_deploys_current" in await response.text()
+            async with http.get(f"http://127.0.0.1:{worker.port}/api/v1/runners") as response:
+                assert response.status == 404  # a worker serves no REST API
+    finally:
+        await worker.close()
