@@ -137,7 +137,10 @@ class SlackNotifier:
         env = self.config.environments.get(deploy.environment)
         if env is None:
             return
-        approvers = [a for a in env.approvers if a[:1] in ("U", "W") and a != deploy.deployed_by]
+        # an environment that names no approvers is approved by any admin: the admins named in the
+        # config are asked (members of admin_groups see the card in the channel)
+        named = env.approvers or self.config.bot.admins
+        approvers = [a for a in named if a[:1] in ("U", "W") and a != deploy.deployed_by]
         if not approvers:
             return
         try:

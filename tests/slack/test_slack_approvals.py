@@ -84,3 +84,16 @@ async def test_the_request_shows_what_would_change(start_bot, git_repo) -> None:
     text = texts(bot.card(second.id))
     assert newer[:7] in text and "second" in text
     assert t("zh", "ui.changes.forwards", count=2) in text
+
+
+async def test_without_named_approvers_the_admins_are_asked(start_bot) -> None:
+    production = {"label": "生产环境", "script": str(SCRIPTS / "steps.sh"), "approval": "required"}
+    bot = await start_bot(environments={"production": production}, bot={"admins": [ADMIN, APPROVER]})
+    await bot.command("/deploy production main")
+    await bot.wait_for(
+        lambda: any(c.params.get("channel") == APPROVER for c in bot.calls("chat.postMessage"))
+    )
+    assert not any(c.params.get("channel") == ADMIN for c in bot.calls("chat.postMessage"))
+    deploy = await bot.deploy(1)
+    await bot.click("approve_deploy", str(deploy.id), user=APPROVER)
+    assert (await bot.finished(1)).approved_by == APPROVER
