@@ -14,6 +14,7 @@ handlers/openapi.py, which builds the document and the router.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from typing import Any, Protocol
 
@@ -105,7 +106,8 @@ async def handle_stream(call: _Call) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
     try:
-        with LogFollow(call.service, deploy_id, offset) as follow:
+        hint = functools.partial(call.service.announce_follow, deploy_id)
+        with LogFollow(call.service, deploy_id, offset, hint=hint) as follow:
             while not _gone(request):
                 text = await follow.next(wait=POLL_SECONDS)
                 if text is None:

@@ -98,7 +98,9 @@ async def work(config: Config, host: str = "127.0.0.1", port: int | None = None)
             return 2
         settle_memory()
         metrics = f", metrics at http://{host}:{worker.port}/metrics" if worker.port else ""
-        print(f"deploybot worker {worker.runtime.service.runner_id} ({runs(config)}{metrics})", file=sys.stderr)
+        print(
+            f"deploybot worker {worker.runtime.service.runner_id} ({runs(config)}{metrics})", file=sys.stderr
+        )
         try:
             await stop.wait()
             stop.clear()  # a second signal interrupts the drain

@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 CLAIM_POLL_SECONDS = 1.0
 PENDING = "pending"
-CANCEL = "cancel:"
-GATE = "gate:"
 
 
 class Cluster:
@@ -44,10 +42,11 @@ class Cluster:
         heartbeat_seconds: float,
         lease_seconds: float,
         on_claimed: Callable[[Deploy], None],
-        on_cancel: Callable[[int], None],
-        on_gate: Callable[[int], None],
+        on_signal: dict[str, Callable[[int], None]],
         on_tick: Callable[[], Awaitable[None]],
     ) -> None:
+        """`on_signal`: what to do when another process signals about a deploy, by kind
+        ("cancel": asked to cancel, "gate": a gate answered, "follow": someone streams its log)."""
         self.db = db
         self.runner = runner
         self.runner_id = str(runner)
@@ -57,8 +56,7 @@ class Cluster:
         self.heartbeat_seconds = heartbeat_seconds
         self.lease_seconds = lease_seconds
         self._on_claimed = on_claimed
-        self._on_cancel = on_cancel
-        self._on_gate = on_gate  # a gate of a deploy was answered elsewhere (bot/deploy/gates.py)
+        self._on_signal = on_signal
         self._on_tick = on_tick  # the queue: started here, claimed like any unowned deploy
         self.draining = False
         self._wake_claims = asyncio.Event()
@@ -123,22 +121,19 @@ class Cluster:
         await announce(session, PENDING)
 
     @staticmethod
-    async def announce_cancel(session, deploy_id: int) -> None:
-        await announce(session, f"{CANCEL}{deploy_id}")
-
-    @staticmethod
-    async def announce_gate(session, deploy_id: int) -> None:
-        await announce(session, f"{GATE}{deploy_id}")
+    async def announce_about(session, kind: str, deploy_id: int) -> None:
+        """Tell every process (the deploy's owner acts) something of `kind` about a deploy."""
+        await announce(session, f"{kind}:{deploy_id}")
 
     # --- internals ---------------------------------------------------------------------------------
 
     def _signal(self, payload: str) -> None:
         if payload == PENDING:
             self._wake_claims.set()
-        elif payload.startswith(CANCEL) and payload[len(CANCEL) :].isdigit():
-            self._on_cancel(int(payload[len(CANCEL) :]))
-        elif payload.startswith(GATE) and payload[len(GATE) :].isdigit():
-            self._on_gate(int(payload[len(GATE) :]))
+            return
+        kind, _, deploy_id = payload.partition(":")
+        if kind in self._on_signal and deploy_id.isdigit():
+            self._on_signal[kind](int(deploy_id))
 
     async def _keep_alive(self) -> None:
         async with self.db.session(background=True) as session:

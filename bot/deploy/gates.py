@@ -86,7 +86,7 @@ class GateDesk:
                     deploy_id=deploy.id, detail=f"{answer}: {deploy.gate_question}",
                 )  # fmt: skip
                 if not here:  # its owner is another process: tell it now
-                    await Cluster.announce_gate(session, deploy.id)
+                    await Cluster.announce_about(session, "gate", deploy.id)
         if not answered:  # answered, asked again or ended since it was read: say which
             now = await self._get(deploy.id)
             _check_open(now, asked_at)

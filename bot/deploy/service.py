@@ -26,6 +26,7 @@ from bot.deploy.governance import Rules
 from bot.deploy.identity import RunnerId
 from bot.deploy.leases import Leases
 from bot.deploy.locks import LockDesk
+from bot.deploy.logfollow import FOLLOWERS
 from bot.deploy.masking import mask_text
 from bot.deploy.queries import DeployQueries
 from bot.deploy.schedule import Schedules, When
@@ -95,8 +96,11 @@ class DeployService(DeployQueries):
             heartbeat_seconds=config.bot.heartbeat_seconds,
             lease_seconds=config.bot.lease_seconds,
             on_claimed=self._claimed,
-            on_cancel=self._cancel_signalled,
-            on_gate=lambda deploy_id: self.gates.signalled(deploy_id),
+            on_signal={
+                "cancel": self._cancel_signalled,
+                "gate": lambda deploy_id: self.gates.signalled(deploy_id),
+                "follow": self._follow_signalled,
+            },
             on_tick=self._start_queued,
         )
         self.rules = Rules(config, db)
@@ -344,7 +348,7 @@ class DeployService(DeployQueries):
                     session, actor=user, action="cancel", environment=deploy.environment, deploy_id=deploy_id
                 )
             if flagged and execution is None:  # another process owns it (or will): tell it now
-                await self.cluster.announce_cancel(session, deploy_id)
+                await self.cluster.announce_about(session, "cancel", deploy_id)
         if not flagged:
             deploy = await self.get(deploy_id)
             raise AlreadyFinished(deploy_id=deploy.id, status=Text(f"status.{deploy.status}"))
@@ -468,6 +472,18 @@ class DeployService(DeployQueries):
         for deploy in await self.dequeuer.run():  # each started one is claimed and announced
             if (now := await self.get(deploy.id)).state.is_finished:  # its branch could not be resolved
                 self.events.emit(DeployFinished(now))
+
+    def _follow_signalled(self, deploy_id: int) -> None:
+        """Someone streams this deploy's log from another process: if it is ours, store its
+        output promptly for a while (bot/deploy/logfollow.py)."""
+        if deploy_id in self._executions:
+            FOLLOWERS.followed_elsewhere(deploy_id)
+
+    async def announce_follow(self, deploy_id: int) -> None:
+        """Tell the owner of a deploy, wherever it runs, that this process follows its log."""
+        if deploy_id not in self._executions:
+            async with self.db.session(background=True) as session:
+                await self.cluster.announce_about(session, "follow", deploy_id)
 
     def _cancel_signalled(self, deploy_id: int) -> None:
         """Another process was asked to cancel a deploy: if it is ours, act now, not at the next

@@ -214,3 +214,23 @@ async def test_processes_started_together_on_an_empty_database_all_migrate_it(db
     finally:
         for db in databases:
             await db.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_follower_in_another_process_makes_the_owner_store_promptly(make_config, tmp_path):
+    """No one follows the log in the owner's process; a stream served by another process says so
+    with a signal, and the owner stores trickling output at once for a while."""
+    from bot.deploy.logfollow import FOLLOWERS
+
+    config = two_envs(make_config)
+    pid_file = tmp_path / "pid"
+    async with _service(only(config, "staging")) as front, _service(config, PID_FILE=str(pid_file)) as owner:
+        deploy = await owner.trigger("production", "main", user=ADMIN)
+        await wait_for_pid(pid_file)
+        assert not FOLLOWERS.followed(deploy.id)
+        await front.announce_follow(deploy.id)
+        async with asyncio.timeout(5):
+            while not FOLLOWERS.followed(deploy.id):
+                await asyncio.sleep(0.05)
+        await owner.cancel(deploy.id, user=ADMIN)
+        await wait_for_status(owner, deploy.id, Status.CANCELLED)
