@@ -10,21 +10,16 @@ deploy, announced, and is claimed like any other; one still waiting starts when 
 
 from __future__ import annotations
 
-from sqlalchemy import update
-
 from bot.config import Config, Environment
 from bot.deploy import policy
 from bot.deploy.cluster import Cluster
 from bot.deploy.events import DeployApproved, DeployFinished, EventBus
 from bot.errors import DeployNotFound, NotAwaitingApproval, NotPermitted, SelfApproval
 from bot.i18n import Text, t
-from storage import audit
+from storage import audit, waiting
 from storage import repository as repo
 from storage.db import Database
-from storage.models import Deploy, Status, db_now, seconds_after
-
-# approval is asked when a deploy is created: these are the states in which it can be given
-UNAPPROVED = (Status.AWAITING_APPROVAL.value, Status.QUEUED.value, Status.SCHEDULED.value)
+from storage.models import Deploy
 
 
 def needed(env: Environment, *, rollback: bool) -> bool:
@@ -43,28 +38,13 @@ class Approvals:
         if deploy.deployed_by == user:
             await self._refused(env, user, deploy, "self-approval")
             raise SelfApproval(deploy_id=deploy.id)
-        holds = Status.AWAITING_APPROVAL.value
-        query = (
-            update(Deploy)
-            .where(Deploy.id == deploy.id, Deploy.approved_by.is_(None), Deploy.status.in_(UNAPPROVED))
-            .values(approved_by=user, approved_at=db_now(), updated_at=db_now())
-            .execution_options(synchronize_session=False)
-        )
         async with self.db.session() as session:
-            if (await session.execute(query)).rowcount != 1:
-                raise await self._too_late(deploy.id)
-            # one that holds its environment starts now: unowned, leased for the claim, announced
-            started = await session.execute(
-                update(Deploy)
-                .where(Deploy.id == deploy.id, Deploy.status == holds)
-                .values(
-                    status=Status.PENDING.value,
-                    heartbeat_at=db_now(),
-                    lease_expires_at=seconds_after(db_now(), self.lease_seconds),
-                )
-                .execution_options(synchronize_session=False)
+            approved, started = await waiting.approve(
+                session, deploy.id, user, lease_seconds=self.lease_seconds
             )
-            if started.rowcount:
+            if not approved:
+                raise await self._too_late(deploy.id)
+            if started:  # it held its environment: unowned now, leased for the claim, announced
                 await Cluster.announce_pending(session)
             await audit.record(
                 session, actor=user, action="approve", environment=env.name, deploy_id=deploy.id
@@ -75,9 +55,10 @@ class Approvals:
     async def reject(self, deploy_id: int, user: str) -> Deploy:
         deploy, env = await self._checked(deploy_id, user, "reject")
         message = t(self.config.locale, "outcome.rejected", user=user)
-        unapproved = [Deploy.id == deploy.id, Deploy.approved_by.is_(None), Deploy.status.in_(UNAPPROVED)]
         async with self.db.session() as session:
-            if not await repo.call_off(session, unapproved, message, cancelled_by=user):
+            if not await repo.call_off(
+                session, waiting.unapproved(deploy_id=deploy.id), message, cancelled_by=user
+            ):
                 raise await self._too_late(deploy.id)
             await audit.record(
                 session, actor=user, action="reject", environment=env.name, deploy_id=deploy.id
@@ -93,12 +74,9 @@ class Approvals:
         for env in self.config.environments.values():
             if env.approval != "required":
                 continue
-            late = [
-                Deploy.environment == env.name,
-                Deploy.approved_by.is_(None),
-                Deploy.status.in_(UNAPPROVED),
-                Deploy.created_at < seconds_after(db_now(), -env.approval_timeout_minutes * 60),
-            ]
+            late = waiting.unapproved(
+                environment=env.name, older_than_seconds=env.approval_timeout_minutes * 60
+            )
             async with self.db.session(background=True) as session:
                 ids = await repo.call_off(session, late, message)
                 for deploy_id in ids:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.config import Config
@@ -22,10 +21,10 @@ from bot.deploy import approvals
 from bot.deploy.cluster import Cluster
 from bot.deploy.freeze import frozen
 from bot.errors import DeployError, QueueFull
-from storage import locks
+from storage import locks, waiting
 from storage import repository as repo
 from storage.db import Database
-from storage.models import HOLDS_SQL, WAITING_SQL, Deploy, Status, db_now, seconds_after, utcnow
+from storage.models import Deploy, Status, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -33,64 +32,25 @@ ResolveCommit = Callable[[str, str], Awaitable[str | None]]  # (environment, bra
 
 
 async def enqueue(session, *, limit: int, environment: str, **row) -> Deploy:
-    """Insert a queued deploy, unless `limit` are queued there already (QueueFull). On PostgreSQL
-    the count and the insert hold a lock per environment, so that processes queueing at once
-    cannot pass the limit together."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtext("deploybot-queue:" + environment)))
-        )
-    waiting = await queued_count(session, environment)
-    if waiting >= limit:
+    """Insert a queued deploy, unless `limit` are queued there already (QueueFull); processes
+    queueing at once cannot pass the limit together."""
+    await waiting.lock_queue(session, environment)
+    if await waiting.queued_count(session, environment) >= limit:
         raise QueueFull(environment=environment, limit=limit)
-    deploy = Deploy(
-        status=Status.QUEUED.value,
-        environment=environment,
-        created_at=db_now(),
-        updated_at=db_now(),
-        **row,
-    )
-    session.add(deploy)
-    await session.flush()
-    await session.refresh(deploy)
-    return deploy
-
-
-async def queued_count(session, environment: str, before_id: int | None = None) -> int:
-    query = select(func.count()).where(
-        WAITING_SQL, Deploy.environment == environment, Deploy.status == Status.QUEUED.value
-    )
-    if before_id is not None:
-        query = query.where(Deploy.id < before_id)
-    return (await session.execute(query)).scalar_one()
+    return await waiting.insert_waiting(session, Status.QUEUED, environment=environment, **row)
 
 
 async def failed_ahead(db: Database, deploy: Deploy) -> Deploy | None:
     """The deploy that held the environment while `deploy` waited, when it failed: the queue went
     on regardless, and the card of the next one says so."""
-    if deploy.created_at is None:
-        return None
-    until = deploy.started_at or deploy.updated_at or deploy.created_at
-    query = (
-        select(Deploy)
-        .where(
-            Deploy.environment == deploy.environment,
-            Deploy.id < deploy.id,
-            Deploy.completed_at >= deploy.created_at,
-            Deploy.completed_at <= until,
-        )
-        .order_by(Deploy.completed_at.desc())
-        .limit(1)
-    )
     async with db.session() as session:
-        ahead = (await session.execute(query)).scalar_one_or_none()
-    return ahead if ahead is not None and ahead.state is Status.FAILED else None
+        return await waiting.failed_ahead(session, deploy)
 
 
 async def position(db: Database, deploy: Deploy) -> int:
     """1 for the next to start."""
     async with db.session() as session:
-        return await queued_count(session, deploy.environment, before_id=deploy.id) + 1
+        return await waiting.queued_count(session, deploy.environment, before_id=deploy.id) + 1
 
 
 class Dequeuer:
@@ -105,7 +65,7 @@ class Dequeuer:
     async def run(self) -> list[Deploy]:
         """Start the oldest queued deploy of every environment that is free now."""
         async with self.db.session(background=True) as session:
-            candidates = await _heads_of_free_queues(session)
+            candidates = await waiting.heads_of_free_queues(session)
         started = []
         for deploy in candidates:
             if (moved := await self._start(deploy)) is not None:
@@ -141,22 +101,10 @@ class Dequeuer:
                 awaiting = (
                     approvals.needed(env, rollback=deploy.rollback_of is not None) and not deploy.approved_by
                 )
-                moved = (
-                    dict(status=Status.AWAITING_APPROVAL.value)
-                    if awaiting
-                    else dict(
-                        status=Status.PENDING.value,
-                        heartbeat_at=db_now(),
-                        lease_expires_at=seconds_after(db_now(), self.lease_seconds),
-                    )
+                started = await waiting.start_queued(
+                    session, deploy.id, commit, awaiting=awaiting, lease_seconds=self.lease_seconds
                 )
-                result = await session.execute(
-                    update(Deploy)
-                    .where(Deploy.id == deploy.id, Deploy.status == Status.QUEUED.value)
-                    .values(commit_hash=commit, runner_id=None, updated_at=db_now(), **moved)
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount != 1:
+                if not started:
                     return None  # another process started it, or it was cancelled
                 if not awaiting:
                     await Cluster.announce_pending(session)  # wakes the processes that claim
@@ -164,16 +112,3 @@ class Dequeuer:
             return None  # the environment was taken meanwhile: the deploy stays queued
         log.info("deploy #%s: started from the queue of %s", deploy.id, deploy.environment)
         return deploy
-
-
-async def _heads_of_free_queues(session) -> list[Deploy]:
-    """The oldest queued deploy of each environment that no deploy holds."""
-    oldest = (
-        select(func.min(Deploy.id))
-        .where(WAITING_SQL, Deploy.status == Status.QUEUED.value)
-        .group_by(Deploy.environment)
-        .scalar_subquery()
-    )
-    held = select(Deploy.environment).where(HOLDS_SQL).scalar_subquery()
-    query = select(Deploy).where(Deploy.id.in_(oldest), Deploy.environment.not_in(held))
-    return list((await session.execute(query.order_by(Deploy.id))).scalars())

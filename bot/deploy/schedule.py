@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
-
 from bot.config import Config, Environment
 from bot.deploy.events import DeployScheduled, EventBus
 from bot.deploy.governance import Rules
 from bot.errors import InvalidInput
 from bot.i18n import Text, t
 from storage import repository as repo
+from storage import waiting
 from storage.db import Database
-from storage.models import WAITING_SQL, Deploy, Status, db_now, seconds_after, utcnow
+from storage.models import Deploy, Status, utcnow
 
 MAX_AHEAD = timedelta(days=30)
 DELAY = re.compile(r"^(-?\d{1,7})([smhd])$")
@@ -143,8 +142,9 @@ class Schedules:
             env, user=user, branch=branch, force=force, rollback=rollback_of is not None, now_checks=False
         )
         async with self.db.session() as session:
-            deploy = Deploy(
-                status=Status.SCHEDULED.value,
+            deploy = await waiting.insert_waiting(
+                session,
+                Status.SCHEDULED,
                 environment=env.name,
                 branch=branch,
                 deployed_by=user,
@@ -152,13 +152,8 @@ class Schedules:
                 scheduled_at=moment,
                 forced_by=user if forced else None,
                 force_reason=forced,
-                created_at=db_now(),
-                updated_at=db_now(),
                 **fields,
             )
-            session.add(deploy)
-            await session.flush()
-            await session.refresh(deploy)
         self.events.emit(DeployScheduled(deploy))
         return deploy
 
@@ -167,24 +162,9 @@ class Schedules:
         grace = self.config.bot.misfire_grace_minutes * 60
         missed_text = t(self.config.locale, "outcome.missed")
         async with self.db.session(background=True) as session:
-            # a plain read first: on SQLite an UPDATE takes the write lock even when nothing is due
-            due_now = select(Deploy.id).where(
-                WAITING_SQL, Deploy.status == Status.SCHEDULED.value, Deploy.scheduled_at <= db_now()
-            )
-            if (await session.execute(due_now.limit(1))).first() is None:
+            if not await waiting.any_due(session):
                 return [], []
         async with self.db.session(background=True) as session:
-            late = [
-                Deploy.status == Status.SCHEDULED.value,
-                Deploy.scheduled_at < seconds_after(db_now(), -grace),
-            ]
-            missed_ids = await repo.call_off(session, late, missed_text)
-            due = await session.execute(
-                update(Deploy)
-                .where(Deploy.status == Status.SCHEDULED.value, Deploy.scheduled_at <= db_now())
-                .values(status=Status.QUEUED.value, updated_at=db_now())
-                .returning(Deploy.id)
-                .execution_options(synchronize_session=False)
-            )
-            due_ids = list(due.scalars())
+            missed_ids = await repo.call_off(session, waiting.scheduled_before(grace), missed_text)
+            due_ids = await waiting.queue_due(session)
         return due_ids, missed_ids

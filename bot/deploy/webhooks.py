@@ -20,15 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from bot.config import Environment
 from bot.deploy import git
 from bot.deploy.events import DeployFinished
 from bot.deploy.service import DeployService
 from bot.errors import DeployError, QueueFull
 from bot.i18n import t
-from storage import audit
+from storage import audit, waiting
 from storage import repository as repo
 from storage.models import Deploy, Status
 
@@ -289,13 +287,8 @@ class WebhookDesk:
         Each delivery cancels only those queued before its own deploy, so two deliveries at once
         leave the newer one queued, whichever finishes first; a deploy that started meanwhile is
         left alone (the cancel is a compare-and-set on `queued`)."""
-        query = select(Deploy.id).where(
-            Deploy.environment == env.name, Deploy.source == SOURCE, Deploy.status == Status.QUEUED.value
-        )
-        if before_id is not None:
-            query = query.where(Deploy.id < before_id)
         async with self.service.db.session() as session:
-            older = list((await session.execute(query.order_by(Deploy.id))).scalars())
+            older = await waiting.queued_ids(session, env.name, source=SOURCE, before_id=before_id)
         message = t(self.config.locale, "outcome.superseded", commit=push.after[:8])
         cancelled = 0
         for deploy_id in older:
