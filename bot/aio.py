@@ -8,7 +8,10 @@ forever too. `asyncio.timeout` tells the two apart; these helpers are built on i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 
 async def within(awaitable: Awaitable[object], timeout: float | None) -> bool:
@@ -25,6 +28,28 @@ async def within(awaitable: Awaitable[object], timeout: float | None) -> bool:
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     """Wait until `event` is set (True) or `timeout` seconds pass (False)."""
     return await within(event.wait(), timeout)
+
+
+async def every(
+    seconds: float,
+    action: Callable[[], Awaitable[object]],
+    *,
+    what: str,
+    wake: asyncio.Event | None = None,
+) -> None:
+    """Run `action` every `seconds` (at once when `wake` is set), for as long as the task runs. A
+    failure is logged at debug level and the next turn tries again (the database may be away for a
+    moment), unless it stands in for this task's cancellation: then the loop ends."""
+    wake = wake or asyncio.Event()
+    while True:
+        await wait_event(wake, seconds)
+        wake.clear()
+        try:
+            await action()
+        except Exception as exc:
+            if cancelling():
+                raise asyncio.CancelledError from exc
+            log.debug("%s failed, retrying: %r", what, exc)
 
 
 def cancelling() -> bool:

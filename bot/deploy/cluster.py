@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.aio import cancelling, wait_event
+from bot.aio import every
 from bot.deploy.identity import RunnerId
 from storage import runners
 from storage.db import Database
@@ -149,27 +149,15 @@ class Cluster:
             )
 
     async def _present(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            try:
-                await self._keep_alive()
-            except Exception as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
-                log.debug("renewing this process's presence failed, retrying: %r", exc)
+        await every(self.heartbeat_seconds, self._keep_alive, what="renewing this process's presence")
 
     async def _claim_loop(self) -> None:
-        while True:
-            await wait_event(self._wake_claims, CLAIM_POLL_SECONDS)
-            self._wake_claims.clear()
-            try:
-                await self._on_tick()
-                if self.claiming:
-                    await self.claim()
-            except Exception as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
-                log.debug("claiming deploys failed, retrying: %r", exc)
+        await every(CLAIM_POLL_SECONDS, self._work, what="claiming deploys", wake=self._wake_claims)
+
+    async def _work(self) -> None:
+        await self._on_tick()
+        if self.claiming:
+            await self.claim()
 
     async def claim(self) -> list[Deploy]:
         """Take the unowned pending deploys of this process's environments and start them."""

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from bot.aio import cancelling, wait_event
+from bot.aio import every
 from bot.deploy.events import DeployFinished, EventBus
 from bot.deploy.identity import RunnerId, owner_is_provably_dead
 from bot.deploy.runner import stop_orphan
@@ -62,17 +62,9 @@ class Leases:
 
     async def keep(self) -> None:
         """Renew every `heartbeat_seconds`, or at once when woken, for as long as the task runs."""
-        while True:
-            await wait_event(self._wake, self.heartbeat_seconds)
-            self._wake.clear()
-            try:
-                await self.renew()
-            except Exception as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
-                # The database is away: the lease outlives a missed renewal (lease_seconds is more
-                # than twice heartbeat_seconds), and the next tick tries again.
-                log.debug("renewing leases failed, retrying: %r", exc)
+        # A failed renewal (the database away) is retried at the next tick: the lease outlives
+        # one miss, lease_seconds being more than twice heartbeat_seconds.
+        await every(self.heartbeat_seconds, self.renew, what="renewing leases", wake=self._wake)
 
     async def renew(self) -> None:
         """Renew the leases of this process's deploys, stop those whose lease was taken (reaped

@@ -4,6 +4,7 @@ half minute, bot/deploy/locks.py) and retention (cron)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -66,22 +67,13 @@ class Scheduler:
         return {job.id: str(job.trigger) for job in self._scheduler.get_jobs()}
 
     async def _reap(self) -> None:
-        try:
-            await self.service.reap()
-        except Exception:
-            log.exception("reaper failed")
+        await _logged(self.service.reap, "reaper")
 
     async def _locks(self) -> None:
-        try:
-            await self.service.locks.tick()
-        except Exception:
-            log.exception("lock expiry failed")
+        await _logged(self.service.locks.tick, "lock expiry")
 
     async def _approvals(self) -> None:
-        try:
-            await self.service.approvals.expire()
-        except Exception:
-            log.exception("approval expiry failed")
+        await _logged(self.service.approvals.expire, "approval expiry")
 
     async def _cleanup(self) -> None:
         try:
@@ -93,3 +85,11 @@ class Scheduler:
             )
         except Exception:
             log.exception("retention failed")
+
+
+async def _logged(job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run a job; a failure is logged and the next run tries again."""
+    try:
+        await job()
+    except Exception:
+        log.exception("%s failed", what)
